@@ -49,6 +49,7 @@ SHAPE = (240, 240, 155)          # BraTS grid, 1 mm isotropic
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 LESION_MARGIN = 2                # voxels: soft lesion border radius (see _soft)
 INTENSITY_SCALE = 1000.0         # written as int16, white matter of FLAIR ~ 450
+BRAIN_BOX = (slice(34, 206), slice(18, 224), slice(0, SHAPE[2]))   # holds every warped brain
 
 # Mean intensity of each class, relative units, per modality.
 # Columns: CSF, grey matter, white matter | oedema, necrosis, enhancing, stroke
@@ -134,7 +135,7 @@ def lesion_support(seg: np.ndarray, margin: int = LESION_MARGIN) -> np.ndarray:
 
 
 def _lesion_box(center: np.ndarray, radius: int) -> tuple[slice, ...]:
-    return tuple(slice(max(int(c) - radius, 0), min(int(c) + radius, n)) for c, n in zip(center, SHAPE))
+    return tuple(slice(max(int(c) - radius, b.start), min(int(c) + radius, b.stop)) for c, b in zip(center, BRAIN_BOX))
 
 
 def _glioma(tissue: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[slice, ...]]:
@@ -213,8 +214,7 @@ def make_subject(seed: int, index: int, lesion: str = "glioma", modalities=MODAL
             raise ValueError(f"unknown modality '{m}'; choose from {MODALITIES}")
     rng = np.random.default_rng([seed, index, 0 if lesion == "glioma" else 1])
     maps, affine = template()
-    brain_box = (slice(34, 206), slice(18, 224), slice(0, SHAPE[2]))
-    tissue = _warp(maps, rng, brain_box)                         # (3, X, Y, Z): CSF, GM, WM
+    tissue = _warp(maps, rng, BRAIN_BOX)                        # (3, X, Y, Z): CSF, GM, WM
     brain = tissue.sum(0) > 0.5
     labels_box, box = (_glioma if lesion == "glioma" else _stroke)(tissue, rng)
     labels_box = labels_box * brain[box]
@@ -228,7 +228,7 @@ def make_subject(seed: int, index: int, lesion: str = "glioma", modalities=MODAL
     total = np.clip(sum(s for s in soft if s is not None), 0, 1)
 
     # all intensity work happens on the brain voxels of the brain box only (flat arrays)
-    b = brain_box
+    b = BRAIN_BOX
     bshape = tissue[(0, *b)].shape
     in_brain = brain[b]
     tis = tissue[(slice(None), *b)][:, in_brain]                               # (3, Nb)
