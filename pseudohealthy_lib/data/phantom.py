@@ -14,7 +14,7 @@ so subject ``i`` of seed ``s`` is the same voxels however many subjects are aske
    a smooth random displacement field, so no two subjects have the same shape.
 2. **Lesion.** A glioma (necrotic core, enhancing rim, oedema whose spread follows white
    matter, irregular borders from smooth random fields; about one in four is a
-   non-enhancing, lower-grade-like tumour) or a stroke-like wedge reaching from the cortex
+   non-enhancing, lower-grade-like tumour whose FLAIR-bright core is label 1) or a stroke-like wedge reaching from the cortex
    inwards. Labels follow BraTS 2018-2021: 1 necrosis / non-enhancing core, 2 oedema,
    4 enhancing tumour (strokes are label 1).
 3. **Contrast.** Each modality is a tissue model: image = sum over tissues of probability x
@@ -45,6 +45,7 @@ from scipy import ndimage
 
 from .nifti import save_volume
 
+VERSION = 2                      # bump when the generated voxels change (names the cache folders)
 SHAPE = (240, 240, 155)          # BraTS grid, 1 mm isotropic
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 LESION_MARGIN = 2                # voxels: soft lesion border radius (see _soft)
@@ -52,14 +53,16 @@ INTENSITY_SCALE = 1000.0         # written as int16, white matter of FLAIR ~ 450
 BRAIN_BOX = (slice(34, 206), slice(18, 224), slice(0, SHAPE[2]))   # holds every warped brain
 
 # Mean intensity of each class, relative units, per modality.
-# Columns: CSF, grey matter, white matter | oedema, necrosis, enhancing, stroke
+# Columns: CSF, grey matter, white matter | oedema, necrosis, enhancing rim,
+# non-enhancing core (lower-grade-like tumours), stroke
 TISSUE = {
-    #         CSF   GM    WM     ED    NCR   ET    stroke
-    "flair": (0.10, 0.60, 0.45, 1.00, 0.50, 0.85, 0.95),
-    "t1":    (0.20, 0.55, 0.80, 0.45, 0.25, 0.55, 0.38),
-    "t1ce":  (0.22, 0.55, 0.76, 0.45, 0.20, 1.25, 0.40),
-    "t2":    (1.00, 0.62, 0.42, 0.88, 1.05, 0.70, 0.90),
+    #         CSF   GM    WM     ED    NCR   ET    NET   stroke
+    "flair": (0.10, 0.60, 0.45, 1.00, 0.50, 0.85, 0.92, 0.95),
+    "t1":    (0.20, 0.55, 0.80, 0.45, 0.25, 0.55, 0.40, 0.38),
+    "t1ce":  (0.22, 0.55, 0.76, 0.45, 0.20, 1.25, 0.42, 0.40),
+    "t2":    (1.00, 0.62, 0.42, 0.88, 1.05, 0.70, 0.95, 0.90),
 }
+LESION_CLASSES = ("oedema", "necrosis", "enhancing", "non-enhancing core", "stroke")
 
 
 @dataclass
@@ -71,7 +74,18 @@ class PhantomSubject:
     healthy: dict[str, np.ndarray]  # modality -> int16 image without lesion
     seg: np.ndarray                 # uint8 BraTS labels (0, 1, 2, 4)
     affine: np.ndarray
+    tissue: np.ndarray              # (3, X, Y, Z) uint8: warped CSF, GM, WM probability x 255
 
+
+def subject_id(seed: int, index: int, lesion: str = "glioma") -> str:
+    """Case id of a phantom subject, e.g. ``PHG_0000_0003`` (G glioma, S stroke)."""
+    return f"PH{'G' if lesion == 'glioma' else 'S'}_{seed:04d}_{index:04d}"
+
+
+def parse_subject_id(sid: str) -> tuple[int, int, str]:
+    """Inverse of :func:`subject_id`: ``(seed, index, lesion)``."""
+    kind, seed, index = sid.split("_")
+    return int(seed), int(index), {"PHG": "glioma", "PHS": "stroke"}[kind]
 
 @functools.lru_cache(maxsize=1)
 def template() -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +185,7 @@ def _glioma(tissue: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, t
         labels[core] = 4
         labels[nec] = 1
     else:
-        labels[core] = 1
+        labels[core] = 3            # internal code for a non-enhancing core; written as BraTS label 1
     # keep only the connected component at the centre (no floating islands)
     comp, _ = ndimage.label(labels > 0)
     keep = comp[tuple(np.array(center) - [s.start for s in box])]
@@ -221,11 +235,11 @@ def make_subject(seed: int, index: int, lesion: str = "glioma", modalities=MODAL
     seg = np.zeros(SHAPE, np.uint8)
     seg[box] = labels_box
 
-    # lesion classes as soft weights (inside the box only)
-    # lesion classes as soft weights, in the order ED, NCR, ET, stroke (inside the box only)
-    classes = [labels_box == 2, labels_box == 1, labels_box == 4, None] if lesion == "glioma" else [None, None, None, labels_box == 1]
-    soft = [(_soft(c) * brain[box]) if c is not None else None for c in classes]
+    # lesion classes as soft weights, in the order of LESION_CLASSES (inside the box only)
+    codes = (2, 1, 4, 3, None) if lesion == "glioma" else (None, None, None, None, 1)
+    soft = [(_soft(labels_box == c) * brain[box]) if c is not None and (labels_box == c).any() else None for c in codes]
     total = np.clip(sum(s for s in soft if s is not None), 0, 1)
+    seg[seg == 3] = 1                                        # BraTS: non-enhancing core is label 1
 
     # all intensity work happens on the brain voxels of the brain box only (flat arrays)
     b = BRAIN_BOX
@@ -249,9 +263,9 @@ def make_subject(seed: int, index: int, lesion: str = "glioma", modalities=MODAL
 
     images, healthy = {}, {}
     for m in modalities:
-        mu = (np.array(TISSUE[m]) * rng.uniform(0.94, 1.06, 7)).astype(np.float32)
+        mu = (np.array(TISSUE[m]) * rng.uniform(0.94, 1.06, len(TISSUE[m]))).astype(np.float32)
         clean = (mu[:3] @ tis) * texture
-        lesion_mu = np.array([mu[3], mu[4], mu[5], mu[6]], np.float32)       # ED, NCR, ET, stroke
+        lesion_mu = mu[3:]                                                      # LESION_CLASSES
         with_lesion = clean.copy()
         mix = (lesion_mu[:, None] * les_w).sum(0) * les_tex * texture[les]
         with_lesion[les] = clean[les] * (1 - weights[0, les]) + mix
@@ -263,8 +277,8 @@ def make_subject(seed: int, index: int, lesion: str = "glioma", modalities=MODAL
             view = vol[b]
             view[in_brain] = np.rint(img * INTENSITY_SCALE).astype(np.int16)
             out[m] = vol
-    sid = f"PH{'G' if lesion == 'glioma' else 'S'}_{seed:04d}_{index:04d}"
-    return PhantomSubject(sid, images, healthy, seg, affine)
+    tissue8 = np.rint(np.clip(tissue, 0, 1) * 255).astype(np.uint8)
+    return PhantomSubject(subject_id(seed, index, lesion), images, healthy, seg, affine, tissue8)
 
 
 def write_subject(subj: PhantomSubject, out: str | Path) -> Path:
@@ -298,7 +312,7 @@ def generate(out: str | Path, subjects: int, seed: int = 0, lesion: str = "gliom
     out.mkdir(parents=True, exist_ok=True)
     todo, ids = [], []
     for i in range(subjects):
-        sid = f"PH{'G' if lesion == 'glioma' else 'S'}_{seed:04d}_{i:04d}"
+        sid = subject_id(seed, i, lesion)
         ids.append(sid)
         files = [out / sid / f"{sid}_{m}{h}.nii.gz" for m in modalities for h in ("", "_healthy")] + [out / sid / f"{sid}_seg.nii.gz"]
         if not all(f.is_file() for f in files):

@@ -105,7 +105,8 @@ def square_box(foreground: np.ndarray, margin: int = 4) -> tuple[int, int, int, 
     t, b, l, r = rows[0] - margin, rows[-1] + 1 + margin, cols[0] - margin, cols[-1] + 1 + margin
     side = max(b - t, r - l)
     cy, cx = (t + b) // 2, (l + r) // 2
-    return cy - side // 2, cy - side // 2 + side, cx - side // 2, cx - side // 2 + side
+    t, l = int(cy - side // 2), int(cx - side // 2)
+    return t, t + int(side), l, l + int(side)
 
 
 def crop_resize(stack: np.ndarray, size: int, box: tuple[int, int, int, int] | None = None,

@@ -1,0 +1,42 @@
+"""The book's default data: a phantom dataset generated and prepared on first use, then cached.
+
+>>> path = phantom_dataset()          # doctest: +SKIP
+>>> data = load_prepared(path)        # doctest: +SKIP
+
+In fast mode (``PH_FAST=1``) the dataset is tiny so that notebooks run in seconds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import cache_dir, fast_mode
+from . import phantom
+from .prepared import prepare
+
+TEACHING_SUBJECTS = 40
+FAST_SUBJECTS = 4
+
+
+def default_subjects() -> int:
+    return FAST_SUBJECTS if fast_mode() else TEACHING_SUBJECTS
+
+
+def phantom_volumes(subjects: int | None = None, lesion: str = "glioma", seed: int = 0,
+                    modalities=phantom.MODALITIES, progress: bool = True) -> Path:
+    """Folder of phantom volumes (BraTS layout), generated if missing (resumes if interrupted)."""
+    subjects = subjects or default_subjects()
+    out = cache_dir() / f"phantom-v{phantom.VERSION}-{lesion}-seed{seed}"
+    phantom.generate(out, subjects, seed, lesion, modalities, progress=progress)
+    return out
+
+
+def phantom_dataset(subjects: int | None = None, lesion: str = "glioma", seed: int = 0,
+                    modality: str = "flair", size: int = 128, progress: bool = True, **prepare_kw) -> Path:
+    """Prepared ``.npz`` of the first ``subjects`` phantom subjects, made once and cached."""
+    subjects = subjects or default_subjects()
+    vols = phantom_volumes(subjects, lesion, seed, progress=progress)
+    out = vols.with_name(f"{vols.name}-n{subjects}-{modality}-{size}.npz")
+    if not out.is_file():
+        prepare(vols, out, modality=modality, size=size, max_cases=subjects, seed=seed,
+                progress=progress, **prepare_kw)
+    return out

@@ -1,0 +1,50 @@
+"""Plotting helpers used by the chapters, so that notebook cells stay short."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+# BraTS sub-region colours: necrosis/non-enhancing core, oedema, enhancing tumour
+LABEL_COLORS = {1: (0.15, 0.45, 1.0), 2: (0.1, 0.85, 0.3), 3: (1.0, 0.85, 0.1), 4: (1.0, 0.85, 0.1)}
+
+
+def show_row(images, titles=None, cmap="gray", size=2.6, vmin=None, vmax=None, suptitle=None, axes=None):
+    """Show 2-D arrays side by side; returns the figure. ``cmap`` may be a list."""
+    n = len(images)
+    if axes is None:
+        fig, axes = plt.subplots(1, n, figsize=(size * n, size * 1.05), squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    cmaps = cmap if isinstance(cmap, (list, tuple)) else [cmap] * n
+    for i, (ax, im) in enumerate(zip(axes, images)):
+        ax.imshow(im, cmap=cmaps[i], vmin=vmin, vmax=vmax, interpolation="nearest")
+        if titles:
+            ax.set_title(titles[i], fontsize=9)
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def label_overlay(image: np.ndarray, seg: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB image: a grey slice with label colours blended on top (BraTS colours)."""
+    lo, hi = np.percentile(image, [0.5, 99.5]) if image.any() else (0, 1)
+    g = np.clip((image - lo) / (hi - lo + 1e-8), 0, 1)
+    rgb = np.repeat(g[..., None], 3, -1)
+    for lab, col in LABEL_COLORS.items():
+        m = seg == lab
+        rgb[m] = (1 - alpha) * rgb[m] + alpha * np.array(col)
+    return rgb
+
+
+def mask_contour(ax, mask: np.ndarray, color="red", lw=1.0) -> None:
+    """Draw the outline of a binary mask on an axis."""
+    if mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=lw)
+
+
+def diff_cmap() -> ListedColormap:
+    """Colour map for absolute difference maps (black = unchanged)."""
+    return plt.get_cmap("inferno")
