@@ -5,6 +5,6 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/setup.sh
 . .venv/bin/activate
-export MPLBACKEND=Agg PYTHONHASHSEED=0
-jupyter-book build . -W -n --keep-going
+export PYTHONHASHSEED=0
+jupyter-book build . --all -W -n --keep-going
 echo "book built in $(( $(date +%s) - start )) s: open _build/html/index.html"

@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/setup.sh
 . .venv/bin/activate
-export PH_FAST=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+export PH_FAST=1 PYTHONHASHSEED=0
 set +e
-python -m pytest tests book --nbval-lax --sanitize-with tests/sanitize.cfg -p no:cacheprovider "$@"
+python -m pytest tests book --nbval-lax --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider "$@"
 rc=$?
 set -e
 echo "test command took $(( $(date +%s) - start )) s"

@@ -81,7 +81,8 @@ HU_RANGES = {
     "skin": (20, 40),
     "fat": (-110, -90),
     "muscle": (45, 60),
-    "bowel": (15, 40),
+    "bowel": (5, 30),
+    "bowel_wall": (60, 90),
     "gas": (-1000, -990),
     "stomach_wall": (50, 70),
     "stomach_fluid": (5, 20),
@@ -376,16 +377,18 @@ def _anatomy(cv: _Canvas, rng: np.random.Generator) -> None:
     # --- bowel loops and gas (the organs painted later cover most of them)
     lo = (float(cv.x[0]), float(cv.y[0]), float(cv.z[0]))
     hi = (float(cv.x[-1]), float(cv.y[-1]), float(cv.z[-1]))
-    f_bowel = _Field(rng, lo, hi, U(16, 22))
+    f_bowel = _Field(rng, lo, hi, U(14, 18))
     f_gas = _Field(rng, lo, hi, U(8, 12))
-    tau_b, tau_g = U(-0.2, 0.4), U(1.0, 1.5)
+    tau_b, tau_g = U(0.3, 0.7), U(0.6, 1.2)
     cbox = cv.box(float((bx - am).min()), float((bx + am).max()), float((by - bm_p).min()), float((by + bm_a).max()))
     if cbox is not None:
         xs, ys = cv.x[cbox[0]], cv.y[cbox[1]]
         fb = f_bowel(xs, ys, cv.z)
         bowel = cavity[cbox] & (fb > tau_b) & (ys[None, :, None] > (yv + 5)[None, None])
-        cv.paint(cbox, bowel, "bowel")
-        cv.paint(cbox, bowel & (f_gas(xs, ys, cv.z) > tau_g) & (fb > tau_b + 0.3), "gas")
+        cv.paint(cbox, bowel, "bowel_wall")                   # enhancing wall around each loop
+        lumen = bowel & (fb > tau_b + 0.25)
+        cv.paint(cbox, lumen, "bowel")
+        cv.paint(cbox, lumen & (f_gas(xs, ys, cv.z) > tau_g), "gas")
 
     # --- stomach (left anterior, upper slices): wall, fluid, gas on top (patient supine)
     prof = _profile(z, U(30, 70), U(70, 100))
@@ -407,11 +410,11 @@ def _anatomy(cv: _Canvas, rng: np.random.Generator) -> None:
     prof_l = _profile(z, U(25, 50), U(60, 90))
     lv_cx = bx + U(0.36, 0.44) * am + (1 - prof_r) * 0.3 * am + _drift(rng, 5)(z)
     lv_cy = by + U(-0.05, 0.08) * bm_a + _drift(rng, 5)(z)
-    box, u_r = cv.blob(lv_cx, lv_cy, (0.8 * am * prof_r, U(0.5, 0.6) * am * prof_r),
+    box, u_r = cv.blob(lv_cx, lv_cy, (0.8 * am * prof_r, U(0.45, 0.55) * am * prof_r),
                        (0.95 * bm_a * prof_r, U(0.55, 0.65) * bm_p * prof_r), 2.0,
                        U(-10, 10) * deg, _wobble(rng, 0.05)(z))
     ll_args = (bx + U(-0.15, 0.0) * am + _drift(rng, 5)(z), by + U(0.4, 0.5) * bm_a + _drift(rng, 4)(z),
-               (0.4 * am * prof_l, U(0.35, 0.55) * am * prof_l), U(0.25, 0.35) * bm_a * prof_l,
+               (0.4 * am * prof_l, U(0.25, 0.45) * am * prof_l), U(0.25, 0.35) * bm_a * prof_l,
                2.0, U(-15, 5) * deg, _wobble(rng, 0.06)(z))
     vessel_fields = [_Field(rng, lo, hi, U(22, 30)) for _ in range(2)]
     vessel_w = U(0.2, 0.26)
