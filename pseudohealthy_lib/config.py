@@ -2,7 +2,7 @@
 
 ``PH_FAST=1``      switches every notebook and CLI default to a fast smoke mode (tests, CI).
 ``PH_DATA_ROOT``   default folder of real data (BraTS, ISLES, LiTS) when no path is given.
-``PH_CACHE``       where generated phantoms and prepared files are cached (default: ``<repo>/data``).
+``PH_CACHE``       where generated phantoms and prepared files are cached (default: ``<repo>/data/cache``).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def data_root(path: str | os.PathLike | None = None) -> Path:
 
 
 def cache_dir() -> Path:
-    """Folder for generated and prepared data (``$PH_CACHE`` or ``<repo>/data``)."""
-    d = Path(os.environ.get("PH_CACHE", REPO_DIR / "data")).expanduser()
+    """Folder for generated and prepared data (``$PH_CACHE`` or ``<repo>/data/cache``, not committed)."""
+    d = Path(os.environ.get("PH_CACHE", REPO_DIR / "data" / "cache")).expanduser()
     d.mkdir(parents=True, exist_ok=True)
     return d
