@@ -9,18 +9,18 @@ subject; this module does the same for CT. It writes the LiTS release layout
 How one case is made (all random draws come from ``numpy.random.default_rng([seed, index])``,
 so case ``index`` of seed ``seed`` is the same voxels however many cases are asked for):
 
-1. **Anatomy.** A tissue-label volume is painted slice stack by slice stack, back to front,
-   from superellipses whose centres, radii and outline wobble (a few Fourier modes of the
-   polar angle) vary smoothly with z, with per-case random sizes and positions: air, a curved
-   scanner table, an elliptical body with skin, subcutaneous fat and a muscle wall, a
-   peritoneal cavity of fat with bowel loops (some gas-filled), the stomach (gas above fluid,
-   the patient lies supine), the liver (right lobe and a left lobe that tapers away
-   inferiorly) with its enhancing vessels, the spleen, both kidneys (cortex brighter than
-   medulla, sinus fat at the hilum) in perirenal fat, the aorta and inferior vena cava in
-   front of the spine, a vertebra (cancellous bone in a cortical rim, intervertebral discs
-   and end plates every ~32 mm, spinal canal with cord, neural arch, spinous and transverse
-   processes), paraspinal and psoas muscles, and rib cross-sections that move along the
-   wall from slice to slice as oblique ribs do.
+1. **Anatomy.** A tissue-label volume is painted back to front from superellipses whose
+   centres, radii and outline wobble (a few Fourier modes of the polar angle) vary smoothly
+   with z, with per-case random sizes and positions: air, a curved scanner table, an
+   elliptical body with skin, subcutaneous fat and a muscle wall, a peritoneal cavity of fat
+   with bowel loops (enhancing wall, fluid or gas inside), the stomach (gas above fluid: the
+   patient lies supine), the liver (right lobe and a left lobe that tapers away inferiorly)
+   with its enhancing vessels, the spleen, both kidneys in perirenal fat (cortex brighter
+   than the medullary pyramids, sinus fat and collecting system at the hilum), the aorta and
+   inferior vena cava in front of the spine, a vertebra (cancellous bone in a cortical rim,
+   intervertebral discs and end plates every ~32 mm, spinal canal with cord, neural arch,
+   spinous and transverse processes), paraspinal, quadratus and psoas muscles, and rib
+   cross-sections that slide along the wall from slice to slice as oblique ribs do.
 2. **Contrast.** Portal venous phase, the phase most LiTS scans were taken in. Each tissue's
    HU value is drawn per case from :data:`HU_RANGES` (liver 95-110 HU) and a smooth random
    texture is added (:data:`TEXTURE_HU`).
@@ -50,9 +50,11 @@ voxels of 1.5 x 1.5 x 2.5 mm cover 384 x 384 x 120 mm; a smaller field of view c
 body, so for small test volumes pass a coarser ``spacing`` (e.g. 4 mm in-plane).
 
 What it is not: no lungs or heart (the slab is below the dome), no gallbladder, pancreas,
-adrenals, colon wall or mesenteric vessels, no beam-hardening, streaks or other artefacts,
-no mass effect, and HU values come from a label map, not from attenuation physics. Tumours
-are only hypodense (no hyperenhancing HCC in arterial phase, no calcified metastases).
+adrenals, diaphragmatic crura, portal vein trunk or mesenteric vessels; bowel loops are blobs
+of a random field, not tubes; no beam-hardening, streaks or other artefacts, no mass effect,
+and HU values come from a label map, not from attenuation physics. Tumours are only
+hypodense (no hyperenhancing HCC in arterial phase, no calcified metastases), and the liver
+label includes its intrahepatic vessels but not the IVC, as in LiTS.
 """
 from __future__ import annotations
 
@@ -85,7 +87,7 @@ HU_RANGES = {
     "bowel_wall": (60, 90),
     "gas": (-1000, -990),
     "stomach_wall": (50, 70),
-    "stomach_fluid": (5, 20),
+    "fluid": (5, 20),
     "liver": (95, 110),
     "liver_vessel": (150, 175),
     "spleen": (105, 120),
@@ -103,7 +105,7 @@ TISSUES = tuple(HU_RANGES)
 ID = {name: i for i, name in enumerate(TISSUES)}
 # amplitude (HU) of the smooth random texture added to each tissue
 TEXTURE_HU = {"fat": 6.0, "muscle": 5.0, "bowel": 12.0, "liver": 4.0, "spleen": 4.0,
-              "kidney_medulla": 6.0, "cancellous": 35.0, "stomach_fluid": 4.0}
+              "kidney_medulla": 6.0, "cancellous": 35.0, "fluid": 4.0}
 TUMOUR_HU = (20.0, 45.0)        # core, drawn per tumour
 TUMOUR_RIM_HU = (15.0, 30.0)    # rim enhancement above the core, about half of the tumours
 TUMOUR_RADIUS = ((10.0, 25.0), (4.0, 18.0))   # mm: dominant tumour, satellites
@@ -384,7 +386,9 @@ def _anatomy(cv: _Canvas, rng: np.random.Generator) -> None:
     if cbox is not None:
         xs, ys = cv.x[cbox[0]], cv.y[cbox[1]]
         fb = f_bowel(xs, ys, cv.z)
-        bowel = cavity[cbox] & (fb > tau_b) & (ys[None, :, None] > (yv + 5)[None, None])
+        # no loops behind the front of the spine (retroperitoneum): the threshold rises there
+        fb -= np.clip(((yv + 25)[None, None] - ys[None, :, None]) / 30.0, 0, None).astype(np.float32)
+        bowel = cavity[cbox] & (fb > tau_b)
         cv.paint(cbox, bowel, "bowel_wall")                   # enhancing wall around each loop
         lumen = bowel & (fb > tau_b + 0.25)
         cv.paint(cbox, lumen, "bowel")
@@ -400,7 +404,7 @@ def _anatomy(cv: _Canvas, rng: np.random.Generator) -> None:
         inside = (u < 1) & cav_in[box]
         cv.paint(box, inside, "stomach_wall")
         lumen = inside & (u < 1 - 4.0 / np.maximum(np.minimum(st_rx, st_ry), 6.0)[None, None].astype(np.float32))
-        cv.paint(box, lumen, "stomach_fluid")
+        cv.paint(box, lumen, "fluid")
         if U() < 0.75:
             level = st_cy + U(0.0, 0.6) * st_ry
             cv.paint(box, lumen & (cv.y[box[1]][None, :, None] > level[None, None]), "gas")
@@ -490,19 +494,19 @@ def _anatomy(cv: _Canvas, rng: np.random.Generator) -> None:
         cv.paint(box, inside & (u2 < 1), "fat")
         _, u3 = cv.blob(k["cx"] + hx * 0.4 * k["rx"], k["cy"] + hy * 0.4 * k["ry"],
                         0.25 * k["ry"], 0.15 * k["ry"], 2.0, np.arctan2(hy, hx) + np.pi / 2, box=box)
-        cv.paint(box, inside & (u3 < 1), "stomach_fluid")
+        cv.paint(box, inside & (u3 < 1), "fluid")
 
     # --- muscles beside and behind the spine
     y_canal = yv - 0.9 * vb_ry - U(7, 9)
     for side in (1, -1):
         box, u = cv.blob(xv + side * U(26, 32) * sx, y_canal - U(18, 24), U(24, 30) * sx, (U(20, 26), 60.0), 2.5,
-                         0.0, _wobble(rng, 0.04)(z))
+                         0.0, _wobble(rng, 0.04)(z))                             # erector spinae
         cv.paint(box, (u < 1) & muscle_outer[box] if box else None, "muscle")
-        box, u = cv.blob(xv + side * U(58, 68) * sx, y_canal - U(0, 8), U(16, 22), U(9, 13), 2.0, side * U(10, 30) * deg,
-                         _wobble(rng, 0.06)(z))
+        box, u = cv.blob(xv + side * U(58, 68) * sx, y_canal - U(0, 8), U(16, 22), U(9, 13), 2.0,
+                         side * U(10, 30) * deg, _wobble(rng, 0.06)(z))          # quadratus lumborum
         cv.paint(box, (u < 1) & muscle_outer[box] if box else None, "muscle")
         prof = np.clip((U(-10, 10) - z) / 80.0, 0, 1) ** 0.5
-        box, u = cv.blob(xv + side * (vb_rx + U(4, 8)), yv + U(-2, 6), U(9, 14) * prof, U(8, 12) * prof)
+        box, u = cv.blob(xv + side * (vb_rx + U(4, 8)), yv + U(-2, 6), U(9, 14) * prof, U(8, 12) * prof)   # psoas
         cv.paint(box, (u < 1) & muscle_outer[box] if box else None, "muscle")
 
     # --- vertebra: neural arch, processes, body with discs and end plates, canal and cord
@@ -542,9 +546,9 @@ def _anatomy(cv: _Canvas, rng: np.random.Generator) -> None:
     # --- ribs: oblique, so their cross-sections slide along the wall from slice to slice
     r_x, r_a, r_p = am - 0.5 * m_l, bm_a - 0.5 * m_a, bm_p - 0.5 * m_p
     step, drift = U(26, 34) * deg, U(0.7, 1.0) * deg               # angle between ribs, per mm of z
-    top_r, top_l = U(25, 45) * deg, U(25, 45) * deg
     sizes = rng.uniform((6.0, 3.0, -2.0), (11.0, 4.5, 2.0), (16, 3))   # tangential, radial, offset (mm)
-    for side, phase0, top, bottom in ((1, U(0, step), top_r, U(-55, -45) * deg), (-1, U(0, step), top_l, U(-55, -45) * deg)):
+    ribcage = [(side, U(0, step), U(25, 45) * deg, U(-55, -45) * deg) for side in (1, -1)]   # phase, top, bottom
+    for side, phase0, top, bottom in ribcage:
         for kz in range(cv.shape[2]):
             lo_th, hi_th = bottom, top + 0.3 * deg * z[kz]
             shift = phase0 - drift * z[kz]

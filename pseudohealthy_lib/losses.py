@@ -1,0 +1,81 @@
+"""Loss functions of the four papers, each on (B, C, H, W) tensors, returning a scalar.
+
+Equation numbers refer to ANT-GAN (Sun et al.) unless another paper is named.
+Pixel losses are *means* over pixels, so their weights (lambda) do not depend on image size;
+a squared norm summed over an H x W image equals the mean times H*W.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def gan_loss(pred: torch.Tensor, real: bool, mode: str = "lsgan") -> torch.Tensor:
+    """Adversarial loss of a discriminator output map ``pred`` against a real/fake target.
+
+    ``'lsgan'``: least squares, mean (D(x) - t)^2 with t = 1 for real and 0 for fake: the
+    PatchGAN regression target of ANT-GAN's implementation section and LSGAN (Mao et al.).
+    ``'vanilla'``: the log-loss GAN of Eq. (3), as binary cross-entropy on logits
+    (-ln D(x) for real, -ln(1 - D(x)) for fake, D = sigmoid(pred)).
+    A generator uses ``real=True`` on its fakes (the non-saturating form).
+    """
+    target = torch.ones_like(pred) if real else torch.zeros_like(pred)
+    if mode == "lsgan":
+        return F.mse_loss(pred, target)
+    if mode == "vanilla":
+        return F.binary_cross_entropy_with_logits(pred, target)
+    raise ValueError(f"unknown GAN loss '{mode}': use 'lsgan' or 'vanilla'")
+
+
+def cycle_loss(reconstruction: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Eq. (4), one direction: mean |G_back(G(x)) - x|."""
+    return F.l1_loss(reconstruction, original)
+
+
+def anomaly_mask_loss(fake_normal: torch.Tensor, abnormal: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. (2): mean ((1 - M) * (G_A2N(x_a) - x_a))^2, the penalty for changing healthy pixels.
+
+    ``mask`` is 1 on the lesion (where changes are free) and 0 elsewhere.
+    """
+    return ((1 - mask) * (fake_normal - abnormal)).pow(2).mean()
+
+
+def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean |G(y) - y|: a generator fed an image of its target domain should leave it alone."""
+    return F.l1_loss(output, target)
+
+
+def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """1 - 2|P.T| / (|P| + |T|) per image, averaged over the batch. ``prob`` in [0, 1].
+
+    An image with an empty target and an empty prediction scores a perfect 0 loss.
+    """
+    dims = tuple(range(1, prob.dim()))
+    inter = (prob * target).sum(dims)
+    denom = prob.sum(dims) + target.sum(dims)
+    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+
+
+def segmentation_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a segmentor. One logit channel: binary (sigmoid) with a 0/1 mask;
+    several channels: softmax over classes with an integer (B, H, W) or (B, 1, H, W) target."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits, target.float())
+    if target.dim() == logits.dim():
+        target = target[:, 0]
+    return F.cross_entropy(logits, target.long())
+
+
+def confidence_loss(logits: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+    """SMILE Eqs. (4)-(5): cross-entropy of the segmentor against its own confident pixels.
+
+    Pseudo-label P_L = 1 where the predicted lesion probability exceeds ``threshold`` (epsilon),
+    else 0; the loss pushes the segmentor to be more certain on unlabelled images. Binary
+    (one logit channel) or softmax (lesion = channel 1) segmentors.
+    """
+    with torch.no_grad():
+        p = torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(1)[:, 1:2]
+        pseudo = (p > threshold).float()
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits, pseudo)
+    return F.cross_entropy(logits, pseudo[:, 0].long())

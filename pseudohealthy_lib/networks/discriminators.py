@@ -1,0 +1,38 @@
+"""PatchGAN discriminator (ANT-GAN Table III; pix2pix / CycleGAN's 70x70 PatchGAN)."""
+from __future__ import annotations
+
+from torch import nn
+
+from .generators import _norm
+
+
+class PatchGAN(nn.Module):
+    """ANT-GAN Table III. (B, in_ch, 240, 240) -> (B, 1, 30, 30): one real/fake score per patch.
+
+    ======  ===================================  ===========
+    layer   operation                            output
+    ======  ===================================  ===========
+    Conv1   4x4, s2, leaky ReLU                  120x120x64
+    Conv2   4x4, s2, IN, leaky ReLU              60x60x128
+    Conv3   4x4, s2, IN, leaky ReLU              30x30x256
+    Conv4   4x4, s1, IN, leaky ReLU              30x30x256
+    Conv5   4x4, s1                              30x30x1
+    ======  ===================================  ===========
+
+    The 4x4 stride-1 convs use asymmetric padding (1 before, 2 after) so that they keep the
+    30x30 size the table lists. No sigmoid: the least-squares loss regresses the raw scores.
+    """
+
+    def __init__(self, in_ch: int = 1, ndf: int = 64):
+        super().__init__()
+        lrelu = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
+        same = lambda: nn.ZeroPad2d((1, 2, 1, 2))  # noqa: E731
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch, ndf, 4, 2, 1), lrelu(),                                   # Conv1
+            nn.Conv2d(ndf, 2 * ndf, 4, 2, 1), _norm(2 * ndf), lrelu(),                 # Conv2
+            nn.Conv2d(2 * ndf, 4 * ndf, 4, 2, 1), _norm(4 * ndf), lrelu(),             # Conv3
+            same(), nn.Conv2d(4 * ndf, 4 * ndf, 4, 1), _norm(4 * ndf), lrelu(),        # Conv4
+            same(), nn.Conv2d(4 * ndf, 1, 4, 1))                                       # Conv5
+
+    def forward(self, x):
+        return self.body(x)

@@ -1,0 +1,137 @@
+"""Image-to-image generators.
+
+``ResnetGenerator`` is the encoder / residual blocks / decoder network of Johnson et al. that
+CycleGAN and ANT-GAN use (ANT-GAN Tables I-II), with ANT-GAN's optional *global shortcut*.
+``UnetGenerator`` is the pix2pix U-Net used by the CycleGAN ResNet-vs-U-Net paper.
+
+Shapes: input (B, in_ch, H, W) -> output (B, out_ch, H, W), values in [-1, 1] (tanh).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _norm(ch: int) -> nn.Module:
+    # instance norm without learned affine parameters, as in the CycleGAN reference
+    return nn.InstanceNorm2d(ch, affine=False, track_running_stats=False)
+
+
+class ResidualBlock(nn.Module):
+    """Table II: conv3x3-IN-ReLU-conv3x3-IN, added to the input. (B, C, h, w) -> same."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _up(cin: int, cout: int, mode: str) -> list[nn.Module]:
+    """x2 upsampling: a stride-2 transposed conv (the papers) or resize + conv (remedy variant).
+
+    Transposed convolutions with kernel 3 and stride 2 overlap unevenly and can print a
+    checkerboard pattern; ``'resize'`` (nearest upsampling then a 3x3 conv) avoids it.
+    """
+    if mode == "transpose":
+        return [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
+    if mode == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
+    raise ValueError(f"unknown upsampling '{mode}': use 'transpose' or 'resize'")
+
+
+class ResnetGenerator(nn.Module):
+    """ANT-GAN Table I (defaults give exactly its layers at ngf=64).
+
+    ==========  =======================  ================================
+    layer       operation                output (240x240 input)
+    ==========  =======================  ================================
+    Conv1       7x7, s1, IN, ReLU        240x240x64
+    Conv2       3x3, s2, IN, ReLU        120x120x128
+    Conv3       3x3, s2, IN, ReLU        60x60x256
+    RB x 9      Table II                 60x60x256
+    Deconv1     3x3, s2, IN, ReLU        120x120x256 (Table I; CycleGAN uses 128)
+    Deconv2     3x3, s2, IN, ReLU        240x240x64
+    Conv4       7x7, s1, tanh            240x240x1
+    ==========  =======================  ================================
+
+    ``shortcut=True`` adds ANT-GAN's global shortcut: the input is added to Conv4's output before
+    the tanh, so the network only has to learn a *change* of the image (Fig. 3, red arrow).
+    ``deconv1_width`` overrides Deconv1's width (Table I: 4*ngf; CycleGAN's reference: 2*ngf).
+    """
+
+    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, n_blocks: int = 9,
+                 shortcut: bool = False, upsample: str = "transpose", deconv1_width: int | None = None):
+        super().__init__()
+        if shortcut and in_ch != out_ch:
+            raise ValueError("the global shortcut needs in_ch == out_ch")
+        self.shortcut = shortcut
+        d1 = deconv1_width or 4 * ngf
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7), _norm(ngf), nn.ReLU(True),            # Conv1
+                  nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1), _norm(2 * ngf), nn.ReLU(True),         # Conv2
+                  nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1), _norm(4 * ngf), nn.ReLU(True)]     # Conv3
+        layers += [ResidualBlock(4 * ngf) for _ in range(n_blocks)]                                       # RB x 9
+        layers += [*_up(4 * ngf, d1, upsample), _norm(d1), nn.ReLU(True),                                 # Deconv1
+                   *_up(d1, ngf, upsample), _norm(ngf), nn.ReLU(True),                                    # Deconv2
+                   nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7)]                                      # Conv4
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        if self.shortcut:
+            y = y + x                       # global shortcut, before the output activation
+        return torch.tanh(y)
+
+
+class UnetGenerator(nn.Module):
+    """pix2pix U-Net: ``num_downs`` stride-2 4x4 convs (leaky ReLU 0.2), as many transposed
+    convs back up (ReLU), skip connections by concatenation, 50 % dropout in the first three
+    decoder blocks (the innermost ones after the bottleneck), tanh output.
+
+    With 8 downsamplings a 256x256 input reaches 1x1 at the bottleneck (the paper's setting);
+    input sides must be divisible by ``2**num_downs``.
+    """
+
+    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, num_downs: int = 8, dropout: float = 0.5):
+        super().__init__()
+        widths = [min(ngf * 2 ** i, ngf * 8) for i in range(num_downs)]       # 64,128,256,512,512,...
+        self.num_downs = num_downs
+        self.down = nn.ModuleList()
+        cin = in_ch
+        for i, w in enumerate(widths):
+            block = [nn.Conv2d(cin, w, 4, stride=2, padding=1)]
+            if i > 0:
+                block = [nn.LeakyReLU(0.2, True), *block]
+                if i < num_downs - 1:                    # no norm at the outermost and the bottleneck
+                    block.append(_norm(w))
+            self.down.append(nn.Sequential(*block))
+            cin = w
+        self.up = nn.ModuleList()
+        for j in range(num_downs):                       # j = 0 is the innermost decoder block
+            i = num_downs - 1 - j                        # mirrors encoder block i
+            cin = widths[i] if j == 0 else 2 * widths[i]
+            cout = out_ch if i == 0 else widths[i - 1]
+            block = [nn.ReLU(True), nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)]
+            if i == 0:
+                block.append(nn.Tanh())
+            else:
+                block.append(_norm(cout))
+                if 1 <= j <= 3 and dropout > 0:          # dropout in the first three decoder blocks after the bottleneck's
+                    block.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*block))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = 2 ** self.num_downs
+        if x.shape[-1] % side or x.shape[-2] % side:
+            raise ValueError(f"U-Net with {self.num_downs} downsamplings needs sides divisible by {side}, got {tuple(x.shape[-2:])}")
+        skips = []
+        for d in self.down:
+            x = d(x)
+            skips.append(x)
+        x = self.up[0](skips[-1])
+        for j in range(1, self.num_downs):
+            x = self.up[j](torch.cat([x, skips[-1 - j]], 1))
+        return x

@@ -1,0 +1,121 @@
+"""Network shapes and parameter counts from the papers' tables; losses on hand-made tensors."""
+import math
+
+import pytest
+import torch
+
+from pseudohealthy_lib import losses as L
+from pseudohealthy_lib.networks import PatchGAN, ResnetGenerator, UnetGenerator
+
+
+def conv(k, cin, cout):
+    return k * k * cin * cout + cout
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_resnet_generator_matches_antgan_table_1():
+    g = ResnetGenerator(shortcut=True)
+    expected = (conv(7, 1, 64) + conv(3, 64, 128) + conv(3, 128, 256)            # Conv1-3
+                + 9 * 2 * conv(3, 256, 256)                                      # RB x 9 (Table II)
+                + conv(3, 256, 256) + conv(3, 256, 64) + conv(7, 64, 1))         # Deconv1-2, Conv4
+    assert n_params(g) == expected == 11_734_401
+    feats = {}
+    hooks = [g.body[i].register_forward_hook(lambda m, a, o, i=i: feats.__setitem__(i, o.shape)) for i in (3, 6, 9, 18, 21, 24)]
+    y = g(torch.zeros(1, 1, 240, 240))
+    assert y.shape == (1, 1, 240, 240)
+    assert [feats[i][1:] for i in (3, 6, 9, 18, 21, 24)] == [
+        (64, 240, 240), (128, 120, 120), (256, 60, 60), (256, 60, 60), (256, 120, 120), (64, 240, 240)]
+    for h in hooks:
+        h.remove()
+
+
+def test_global_shortcut_passes_the_input_through():
+    g = ResnetGenerator(ngf=8, n_blocks=1, shortcut=True)
+    last = g.body[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    x = torch.rand(2, 1, 32, 32) * 1.6 - 0.8
+    assert torch.allclose(g(x), torch.tanh(x))          # residual branch silent: output = tanh(x)
+    g.shortcut = False
+    assert torch.allclose(g(x), torch.zeros_like(x))
+
+
+def test_resize_upsampling_variant_has_same_shapes():
+    g = ResnetGenerator(ngf=8, n_blocks=2, upsample="resize")
+    assert g(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+    with pytest.raises(ValueError, match="unknown upsampling"):
+        ResnetGenerator(upsample="pixelshuffle")
+
+
+def test_patchgan_matches_antgan_table_3():
+    d = PatchGAN()
+    assert d(torch.zeros(1, 1, 240, 240)).shape == (1, 1, 30, 30)
+    expected = conv(4, 1, 64) + conv(4, 64, 128) + conv(4, 128, 256) + conv(4, 256, 256) + conv(4, 256, 1)
+    assert n_params(d) == expected == 1_709_761
+
+
+def test_unet_8_down_8_up():
+    u = UnetGenerator(num_downs=8)
+    assert len(u.down) == 8 and len(u.up) == 8
+    assert u(torch.zeros(1, 1, 256, 256)).shape == (1, 1, 256, 256)
+    dropouts = [j for j, blk in enumerate(u.up) if any(isinstance(m, torch.nn.Dropout) for m in blk)]
+    assert dropouts == [1, 2, 3]                           # first three decoder blocks after the bottleneck
+    assert all(isinstance(blk[0], torch.nn.LeakyReLU) for blk in list(u.down)[1:])
+    with pytest.raises(ValueError, match="divisible by 256"):
+        u(torch.zeros(1, 1, 240, 240))
+    assert UnetGenerator(num_downs=7)(torch.zeros(1, 1, 128, 128)).shape == (1, 1, 128, 128)
+
+
+def test_lsgan_and_vanilla_gan_losses():
+    pred = torch.tensor([[[[0.5, 1.0], [0.0, 2.0]]]])
+    assert L.gan_loss(pred, True).item() == pytest.approx((0.25 + 0 + 1 + 1) / 4)
+    assert L.gan_loss(pred, False).item() == pytest.approx((0.25 + 1 + 0 + 4) / 4)
+    logit = torch.zeros(1, 1, 1, 1)                        # D = sigmoid(0) = 0.5
+    assert L.gan_loss(logit, True, "vanilla").item() == pytest.approx(math.log(2))
+    assert L.gan_loss(torch.full((1, 1, 1, 1), 20.0), True, "vanilla").item() < 1e-8
+    with pytest.raises(ValueError):
+        L.gan_loss(pred, True, "wgan")
+
+
+def test_cycle_and_identity_losses():
+    a, b = torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, -1.0], [0.0, 2.0]]]])
+    assert L.cycle_loss(b, a).item() == pytest.approx(1.0)
+    assert L.identity_loss(a, a).item() == 0
+
+
+def test_anomaly_mask_loss_ignores_the_lesion():
+    x = torch.zeros(1, 1, 2, 2)
+    g = torch.tensor([[[[3.0, 1.0], [0.0, 0.0]]]])         # changes pixel (0,0) by 3 and (0,1) by 1
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])      # lesion at (0,0): free to change
+    assert L.anomaly_mask_loss(g, x, mask).item() == pytest.approx(1 / 4)
+    assert L.anomaly_mask_loss(g, x, torch.ones_like(mask)).item() == 0
+
+
+def test_soft_dice_loss():
+    t = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    assert L.soft_dice_loss(t, t).item() == pytest.approx(0, abs=1e-6)
+    assert L.soft_dice_loss(1 - t, t).item() == pytest.approx(1, abs=1e-6)
+    half = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    assert L.soft_dice_loss(half, t).item() == pytest.approx(1 - 2 * 1 / 3, abs=1e-6)
+    empty = torch.zeros(1, 1, 2, 2)
+    assert L.soft_dice_loss(empty, empty).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_segmentation_ce():
+    logits = torch.zeros(1, 1, 2, 2)
+    assert L.segmentation_ce(logits, torch.ones(1, 1, 2, 2)).item() == pytest.approx(math.log(2))
+    two = torch.zeros(1, 2, 2, 2)
+    assert L.segmentation_ce(two, torch.zeros(1, 1, 2, 2)).item() == pytest.approx(math.log(2))
+
+
+def test_confidence_loss_uses_confident_pixels_as_labels():
+    logits = torch.tensor([[[[4.0, 0.5], [-3.0, 1.0]]]])    # p = .982, .622, .047, .731
+    pseudo = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])     # only p > 0.9 becomes lesion
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, pseudo)
+    assert L.confidence_loss(logits, 0.9).item() == pytest.approx(expected.item())
+    logits.requires_grad_(True)
+    L.confidence_loss(logits, 0.9).backward()
+    assert logits.grad[0, 0, 0, 1] > 0                     # the unsure pixel is pushed towards 0
