@@ -40,9 +40,8 @@ voxel, noise included (a test checks it).
 Orientation: the affine is diagonal with the voxel spacing, so ``nib.aff2axcodes`` gives
 ``('R', 'A', 'S')``: array axis 0 points to the patient's right, axis 1 anterior, axis 2
 superior. The liver (patient's right) is therefore at *high* x index, the spleen at low x
-index, the spine at low y index. To show a slice in radiological convention (patient's right
-on the image's left, anterior up) display ``volume[::-1, ::-1, k].T`` (see
-:func:`radiological`).
+index, the spine at low y index. ``preprocess.axial_slices(volume)`` shows slices in the
+radiological convention (patient's right on the image's left, anterior up).
 
 The patient is an adult of fixed physical size (about 30-35 cm wide): ``shape`` and
 ``spacing`` only set the field of view, centred on the body. The default 256 x 256 x 48
@@ -66,6 +65,7 @@ import numpy as np
 from scipy import ndimage
 
 from .nifti import save_volume
+from .phantom import lesion_support as brain_lesion_support
 
 SHAPE = (256, 256, 48)          # voxels (x: right, y: anterior, z: superior)
 SPACING = (1.5, 1.5, 2.5)       # mm, a typical LiTS resolution
@@ -126,14 +126,7 @@ class CTCase:
 def lesion_support(seg: np.ndarray, margin: int = LESION_MARGIN) -> np.ndarray:
     """Voxels the tumours may change: the tumour label (2) dilated by ``margin`` voxels with a
     full 3x3x3 structuring element (Chebyshev distance, which contains the blur kernel)."""
-    return ndimage.binary_dilation(seg == LABEL_TUMOUR, structure=np.ones((3,) * seg.ndim, bool),
-                                   iterations=margin)
-
-
-def radiological(slice_xy: np.ndarray) -> np.ndarray:
-    """An axial slice ``volume[:, :, k]`` as displayed by radiologists: patient's right on the
-    image's left, anterior at the top (rows = image y, columns = image x)."""
-    return np.asarray(slice_xy)[::-1, ::-1].T
+    return brain_lesion_support(seg == LABEL_TUMOUR, margin)
 
 
 # ----------------------------------------------------------------------------------------
