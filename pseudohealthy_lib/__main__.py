@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_phantom)
 
     p = sub.add_parser("prepare", help="turn volumes into one cached file of 2-D slices")
-    p.add_argument("--data", required=True, help="dataset folder (BraTS, ISLES 2015, LiTS or a phantom)")
+    p.add_argument("--data", default=None,
+                   help="dataset folder (BraTS, ISLES 2015, LiTS or a phantom); default: $PH_DATA_ROOT")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--modality", default="flair")
     p.add_argument("--size", type=int, default=128)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         a.func(a)
-    except DataError as e:
+    except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -128,3 +128,17 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["prepare", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "p.npz")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "the data folder is empty" in err
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    from pseudohealthy_lib.utils import atomic_path
+
+    target = tmp_path / "cache.npz"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a file")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]

@@ -71,3 +71,21 @@ def test_label_conventions_are_the_released_ones():
     assert LABELS["brats2018"]["labels"] == (0, 1, 2, 4)
     assert LABELS["brats2023"]["labels"] == (0, 1, 2, 3)
     assert LABELS["lits"]["regions"]["tumour"] == (2,)
+
+
+def test_data_root_from_environment(brats2018, monkeypatch):
+    monkeypatch.setenv("PH_DATA_ROOT", str(brats2018))
+    assert detect_layout() == "brats2018" and len(list_cases()) == 2
+    monkeypatch.delenv("PH_DATA_ROOT")
+    with pytest.raises(ValueError, match="PH_DATA_ROOT"):
+        list_cases()
+
+
+def test_cli_prepare_uses_ph_data_root(brats2018, tmp_path, monkeypatch, capsys):
+    from pseudohealthy_lib.__main__ import main
+    from pseudohealthy_lib.data import load_prepared
+
+    monkeypatch.setenv("PH_DATA_ROOT", str(brats2018))
+    assert main(["prepare", "--out", str(tmp_path / "p.npz"), "--size", "16", "--slices", "12", "--min-area", "20"]) == 0
+    assert len(load_prepared(tmp_path / "p.npz")) == 24
+    assert "wrote" in capsys.readouterr().out

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import data_root
 from ..utils import DataError
 from .nifti import Volume, load_volume
 
@@ -111,9 +112,12 @@ def _nii(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def detect_layout(root: str | Path) -> str:
-    """Name the layout of the dataset folder ``root`` (raises :class:`DataError` if unknown)."""
-    root = Path(root)
+def detect_layout(root: str | Path | None = None) -> str:
+    """Name the layout of the dataset folder ``root`` (default ``$PH_DATA_ROOT``).
+
+    Raises :class:`DataError` naming the folder if the layout is unknown.
+    """
+    root = data_root(root)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
     subdirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
@@ -133,9 +137,12 @@ def detect_layout(root: str | Path) -> str:
                     "BraTS 2023+, ISLES 2015 SISS or LiTS, see pseudohealthy_lib.data.layouts")
 
 
-def list_cases(root: str | Path, layout: str | None = None) -> list[Case]:
-    """All cases below ``root``, sorted by id. ``layout`` defaults to :func:`detect_layout`."""
-    root = Path(root)
+def list_cases(root: str | Path | None = None, layout: str | None = None) -> list[Case]:
+    """All cases below ``root`` (default ``$PH_DATA_ROOT``), sorted by id.
+
+    ``layout`` defaults to :func:`detect_layout`.
+    """
+    root = data_root(root)
     layout = layout or detect_layout(root)
     finder = {"brats2018": _brats2018, "brats2023": _brats2023, "isles2015": _isles2015, "lits": _lits}
     if layout not in finder:

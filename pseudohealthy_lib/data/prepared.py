@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..config import data_root
 from ..utils import DataError, atomic_path
 from . import preprocess as pp
 from .layouts import REGION_NAMES, list_cases, region_mask
@@ -77,19 +78,21 @@ class PreparedSlices:
         return out
 
 
-def prepare(data: str | Path, out: str | Path, modality: str = "flair", size: int = 128,
+def prepare(data: str | Path | None, out: str | Path, modality: str = "flair", size: int = 128,
             n_slices: int | None = 60, slice_range: tuple[int, int] | None = None,
             min_area: int = 100, region: str | None = None, fractions=(0.7, 0.1, 0.2),
             seed: int = 0, window: tuple[float, float] = (40.0, 400.0), max_cases: int | None = None,
             progress: bool = True) -> Path:
     """Turn a folder of volumes (any supported layout) into one prepared ``.npz`` file.
 
+    ``data`` is the dataset folder; ``None`` means ``$PH_DATA_ROOT``.
     ``min_area`` is the smallest lesion area, in pixels of the original slice, for a slice to
     count as pathological; slices with fewer (but some) lesion pixels are dropped.
     ``window`` = (level, width) in HU is used for CT (LiTS) instead of percentile scaling.
     """
     from tqdm.auto import tqdm
 
+    data = data_root(data)
     cases = list_cases(data)
     if max_cases:
         cases = cases[:max_cases]
