@@ -34,6 +34,49 @@ def _prepare(a: argparse.Namespace) -> None:
     print(f"wrote {out}: {len(p)} slices of {a.size}x{a.size}; {p.summary()}")
 
 
+def _value(text: str):
+    """Parse a --set value: JSON (numbers, true/false, null) or a plain string."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _train(a: argparse.Namespace) -> None:
+    from . import presets, zoo
+    from .data import load_prepared
+    from .engine import Trainer
+
+    options = {}
+    if a.variant:
+        from .methods.antgan import VARIANTS
+
+        if a.variant not in VARIANTS:
+            raise ValueError(f"unknown variant '{a.variant}'; choose from {sorted(VARIANTS)}")
+        options |= VARIANTS[a.variant]
+    for kv in a.set or []:
+        k, _, v = kv.partition("=")
+        options[k] = _value(v)
+    over = {"options": options}
+    for k in ("steps", "batch_size", "seed", "data", "amp", "size", "subjects"):
+        if getattr(a, k) is not None:
+            over[k] = getattr(a, k)
+    cfg = presets.config(a.method, a.preset, **over)
+    out = a.out or f"runs/{a.method}-{a.preset}"
+    trainer = Trainer(cfg, out)
+    start = trainer.step
+    trainer.fit()
+    if trainer.rank == 0:
+        print(f"{cfg.method} ({cfg.preset}): step {start} -> {trainer.step} in {out}, "
+              f"{trainer.wall:.0f} s of training in total")
+        if a.export:
+            metrics = trainer.method.evaluate(trainer.data, "test") if hasattr(trainer.method, "evaluate") else {}
+            d = zoo.export(trainer, a.export, metrics)
+            print(f"exported to {d}: {metrics}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pseudohealthy_lib",
                                  description="Pseudo-healthy synthesis: data, training and evaluation.")
@@ -61,6 +104,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--region", default=None, help="lesion region: wt, tc, et (BraTS), lesion, tumour, liver")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-level split")
     p.set_defaults(func=_prepare)
+
+    from .methods import METHODS
+    from .presets import PRESETS
+
+    p = sub.add_parser("train", help="train a method (resumes from OUT/checkpoint.pt)",
+                       description="Train a method. Methods: " + ", ".join(sorted(METHODS)) +
+                       ". Presets: " + ", ".join(PRESETS) + ". Running the same command again resumes.")
+    p.add_argument("method", choices=sorted(METHODS))
+    p.add_argument("--preset", choices=list(PRESETS), default=None, help="default: cpu (fast with PH_FAST=1)")
+    p.add_argument("--data", default=None, help="prepared .npz (default: the phantom dataset, made on first use)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="image side for the default phantom data")
+    p.add_argument("--subjects", type=int, default=None, help="phantom subjects for the default data")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
+    p.add_argument("--out", default=None, help="run folder (default runs/METHOD-PRESET)")
+    p.add_argument("--variant", default=None, help="ANT-GAN ablation variant (gan, gan+ac, ..., antgan)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. generator=unet")
+    p.add_argument("--export", default=None, metavar="NAME", help="after training, write data/zoo/NAME")
+    p.set_defaults(func=_train)
 
     a = ap.parse_args(argv)
     try:

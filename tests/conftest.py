@@ -79,3 +79,13 @@ def lits(tmp_path):
         save_volume(hu, AFFINE, root / batch / f"volume-{n}.nii")
         save_volume(seg, AFFINE, root / batch / f"segmentation-{n}.nii")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory):
+    """Two phantom subjects (FLAIR), prepared at 32x32: enough to train tiny networks."""
+    from pseudohealthy_lib.data import phantom, prepare
+
+    root = tmp_path_factory.mktemp("tiny")
+    phantom.generate(root / "vol", 3, seed=3, modalities=("flair",), progress=False, workers=1)
+    return prepare(root / "vol", root / "tiny.npz", size=32, n_slices=120, progress=False, fractions=(0.34, 0.33, 0.33))

@@ -82,18 +82,27 @@ def test_unpaired_dataset(phantom_prepared):
     split = "train"
     ds = UnpairedDataset(p, split, value_range="tanh", seed=0)
     item = ds[0]
-    assert set(item) == {"A", "N", "A_mask", "A_healthy"}
-    assert item["A"].shape == item["N"].shape == item["A_mask"].shape == (1, 64, 64)
+    assert set(item) == {"A", "B", "A_mask", "A_healthy"}
+    assert item["A"].shape == item["B"].shape == item["A_mask"].shape == (1, 64, 64)
     assert item["A"].min() >= -1 and item["A"].max() <= 1 and item["A"].min() == -1
     assert item["A_mask"].sum() > 0                                      # A is pathological
-    assert len(ds) == max(len(ds.path), len(ds.norm))
-    first = [ds[i]["N"] for i in range(3)]
+    assert len(ds) == max(len(ds.path), len(ds.other))
+    first = [ds[i]["B"] for i in range(3)]
     ds.set_epoch(1)
-    assert any(not torch.equal(a, ds[i]["N"]) for i, a in enumerate(first))   # reshuffled
+    assert any(not torch.equal(a, ds[i]["B"]) for i, a in enumerate(first))   # reshuffled
     ds.set_epoch(0)
-    assert all(torch.equal(a, ds[i]["N"]) for i, a in enumerate(first))       # and reproducible
+    assert all(torch.equal(a, ds[i]["B"]) for i, a in enumerate(first))       # and reproducible
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert batch["A"].shape == (4, 1, 64, 64)
+
+
+def test_unpaired_image_to_mask_domain(phantom_prepared):
+    p, _ = phantom_prepared
+    ds = UnpairedDataset(p, "train", domain_b="mask")
+    b = ds[0]["B"]
+    assert set(torch.unique(b).tolist()) <= {-1.0, 1.0} and (b == 1).any()   # a mask drawn in [-1, 1]
+    with pytest.raises(ValueError, match="domain_b"):
+        UnpairedDataset(p, "train", domain_b="t1")
 
 
 def test_paired_dataset(phantom_prepared):

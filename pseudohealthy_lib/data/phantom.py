@@ -319,7 +319,7 @@ def generate(out: str | Path, subjects: int, seed: int = 0, lesion: str = "gliom
             todo.append((seed, i, lesion, tuple(modalities), out))
     workers = workers or min(os.cpu_count() or 1, 4)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"phantom ({lesion})", unit="subject", disable=not progress)
+    bar = tqdm(total=len(todo), desc=f"phantom ({lesion})", unit="subject", disable=not progress or not todo)
     if workers <= 1 or len(todo) <= 1:
         for a in todo:
             _one(a)

@@ -181,36 +181,48 @@ class _SliceDataset(Dataset):
 
 
 class UnpairedDataset(_SliceDataset):
-    """Unpaired batches for CycleGAN-style training: a pathological slice ``A`` with its lesion
-    mask and an unrelated healthy slice ``N`` (any patient of the same split).
+    """Unpaired batches for CycleGAN-style training between two domains.
 
-    Items are dicts of (1, S, S) float tensors: ``A``, ``A_mask``, ``N`` and, for phantoms,
-    ``A_healthy`` (ground truth, for evaluation only). Length is the larger of the two pools;
-    the smaller pool is cycled in an order reshuffled by :meth:`set_epoch` (seeded).
+    Domain A is always a pathological slice. Domain B is ``'healthy'`` (an unrelated healthy
+    slice: ANT-GAN's normal domain) or ``'mask'`` (the lesion mask of an unrelated pathological
+    slice, drawn as an image in [-1, 1]: the image-to-mask translation of the CycleGAN chapter).
+
+    Items are dicts of (1, S, S) float tensors: ``A``, ``B``, ``A_mask`` (A's own lesion mask,
+    in {0, 1}) and, for phantoms, ``A_healthy`` (A's ground truth, for evaluation only). The
+    length is the larger of the two pools; :meth:`set_epoch` reshuffles the pairing (seeded).
     """
 
-    def __init__(self, data: PreparedSlices, split: str = "train", value_range: str = "tanh", seed: int = 0):
+    def __init__(self, data: PreparedSlices, split: str = "train", value_range: str = "tanh",
+                 seed: int = 0, domain_b: str = "healthy"):
         super().__init__(data, value_range)
+        if domain_b not in ("healthy", "mask"):
+            raise ValueError(f"domain_b must be 'healthy' or 'mask', not '{domain_b}'")
+        self.domain_b = domain_b
         self.path = data.select(split, pp.PATHOLOGICAL)
-        self.norm = data.select(split, pp.HEALTHY)
-        if len(self.path) == 0 or len(self.norm) == 0:
-            raise ValueError(f"split '{split}' needs both healthy ({len(self.norm)}) and pathological "
-                             f"({len(self.path)}) slices")
+        self.other = data.select(split, pp.HEALTHY) if domain_b == "healthy" else self.path
+        if len(self.path) == 0 or len(self.other) == 0:
+            raise ValueError(f"split '{split}' needs pathological ({len(self.path)}) and "
+                             f"{domain_b} ({len(self.other)}) slices")
         self.seed = seed
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         rng = np.random.default_rng([self.seed, epoch])
-        self._pa, self._pn = rng.permutation(len(self.path)), rng.permutation(len(self.norm))
+        self._pa, self._pb = rng.permutation(len(self.path)), rng.permutation(len(self.other))
 
     def __len__(self) -> int:
-        return max(len(self.path), len(self.norm))
+        return max(len(self.path), len(self.other))
 
     def __getitem__(self, i: int) -> dict:
         a = self.path[self._pa[i % len(self.path)]]
-        n = self.norm[self._pn[i % len(self.norm)]]
-        item = {"A": self._img(self.data.images, a), "N": self._img(self.data.images, n),
-                "A_mask": torch.from_numpy(self.data.masks[a].astype(np.float32))[None]}
+        b = self.other[self._pb[i % len(self.other)]]
+        mask_a = torch.from_numpy(self.data.masks[a].astype(np.float32))[None]
+        if self.domain_b == "healthy":
+            img_b = self._img(self.data.images, b)
+        else:
+            m = torch.from_numpy(self.data.masks[b].astype(np.float32))[None]
+            img_b = pp.to_tanh_range(m) if self.tanh else m
+        item = {"A": self._img(self.data.images, a), "B": img_b, "A_mask": mask_a}
         if self.data.healthy is not None:
             item["A_healthy"] = self._img(self.data.healthy, a)
         return item

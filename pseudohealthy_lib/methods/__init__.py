@@ -1,0 +1,14 @@
+"""Methods: one file per paper, all trained by :mod:`pseudohealthy_lib.engine`."""
+from __future__ import annotations
+
+from .antgan import ANTGAN
+from .cyclegan import CycleGAN
+
+METHODS = {m.name: m for m in (CycleGAN, ANTGAN)}
+
+
+def get_method(name: str):
+    """The method class called ``name`` (see :data:`METHODS`)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method '{name}'; choose from {sorted(METHODS)}")
+    return METHODS[name]

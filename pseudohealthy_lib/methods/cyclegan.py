@@ -1,0 +1,186 @@
+"""CycleGAN (Zhu et al.) between domain A (pathological slices) and domain B (healthy slices,
+or lesion masks drawn as images), with the switches the book's chapters need:
+
+* ``generator``: ``'resnet'`` (Johnson et al., ANT-GAN Table I) or ``'unet'`` (pix2pix), the
+  comparison of the CycleGAN ResNet-vs-U-Net paper;
+* ``use_ac`` / ``use_nc``: the two cycle-consistency terms of Eq. (4) separately (ANT-GAN's
+  ablation calls them abnormality and normality synthesis consistency);
+* ``shortcut`` and ``lambda_am``: ANT-GAN's global shortcut on G_AB and its anomaly-mask loss
+  (Eq. 2); :mod:`pseudohealthy_lib.methods.antgan` turns them on.
+
+Equation numbers refer to ANT-GAN (Sun et al.); with A = abnormal and B = normal,
+G_AB is its G_A2N and G_BA its G_N2A.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import losses as L
+from ..data.prepared import UnpairedDataset
+from ..engine import ImagePool, Method, set_requires_grad
+from ..networks import PatchGAN, ResnetGenerator, UnetGenerator
+
+
+class CycleGAN(Method):
+    name = "cyclegan"
+    defaults = {
+        "generator": "resnet", "ngf": 64, "n_blocks": 9, "unet_downs": 7, "ndf": 64,
+        "upsample": "transpose", "shortcut": False,
+        "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0,
+        "use_ac": True, "use_nc": True, "bidirectional": None,   # None: on when a cycle term is on
+        "gan_mode": "lsgan", "pool_size": 50, "domain_b": "healthy",
+    }
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        o = self.opt
+        if o["bidirectional"] is None:
+            o["bidirectional"] = bool(o["use_ac"] or o["use_nc"])
+        if (o["use_ac"] or o["use_nc"]) and not o["bidirectional"]:
+            raise ValueError("cycle-consistency needs both generators: set bidirectional=True")
+        nets = {"G_AB": self._generator(o["shortcut"]), "D_B": PatchGAN(1, o["ndf"])}
+        if o["bidirectional"]:
+            nets |= {"G_BA": self._generator(False), "D_A": PatchGAN(1, o["ndf"])}
+        self.nets = nn.ModuleDict(nets)
+        self.pools = {k: ImagePool(o["pool_size"], seed=cfg.seed + i) for i, k in enumerate(("A", "B"))}
+
+    def _generator(self, shortcut: bool) -> nn.Module:
+        o = self.opt
+        if o["generator"] == "resnet":
+            return ResnetGenerator(1, 1, o["ngf"], o["n_blocks"], shortcut=shortcut, upsample=o["upsample"])
+        if o["generator"] == "unet":
+            if shortcut:
+                raise ValueError("the global shortcut is defined for the ResNet generator only")
+            return UnetGenerator(1, 1, o["ngf"], o["unet_downs"])
+        raise ValueError(f"unknown generator '{o['generator']}': use 'resnet' or 'unet'")
+
+    # -- engine interface
+    def dataset(self, data, split):
+        return UnpairedDataset(data, split, seed=self.cfg.seed, domain_b=self.opt["domain_b"])
+
+    def optimizers(self):
+        gens = [self.nets[k] for k in ("G_AB", "G_BA") if k in self.nets]
+        discs = [self.nets[k] for k in ("D_A", "D_B") if k in self.nets]
+        return {"G": self.adam(*gens), "D": self.adam(*discs)}
+
+    def exported(self):
+        return [k for k in ("G_AB", "G_BA") if k in self.nets]
+
+    def generator_losses(self, batch, out) -> dict[str, torch.Tensor]:
+        """All generator terms of L_FULL (Eq. 1) for one batch; subclasses may add more."""
+        o, n, gan = self.opt, self.nets, lambda p, real: L.gan_loss(p, real, o["gan_mode"])
+        real_a, real_b = batch["A"], batch["B"]
+        terms = {"G_AB_gan": gan(n["D_B"](out["fake_B"]), True)}                   # Eq. (3), A -> B
+        if o["bidirectional"]:
+            terms["G_BA_gan"] = gan(n["D_A"](out["fake_A"]), True)                 # Eq. (3), B -> A
+        if o["use_ac"]:
+            terms["cycle_A"] = o["lambda_cc"] * L.cycle_loss(out["rec_A"], real_a)  # Eq. (4), AC term
+        if o["use_nc"]:
+            terms["cycle_B"] = o["lambda_cc"] * L.cycle_loss(out["rec_B"], real_b)  # Eq. (4), NC term
+        if o["lambda_id"]:
+            terms["idt"] = o["lambda_id"] * L.identity_loss(n["G_AB"](real_b), real_b)
+            if o["bidirectional"]:
+                terms["idt"] = terms["idt"] + o["lambda_id"] * L.identity_loss(n["G_BA"](real_a), real_a)
+        if o["lambda_am"]:
+            terms["am"] = o["lambda_am"] * L.anomaly_mask_loss(out["fake_B"], real_a, batch["A_mask"])  # Eq. (2)
+        return terms
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        n, o = self.nets, self.opt
+        out = {"fake_B": n["G_AB"](batch["A"])}
+        if o["bidirectional"]:
+            out["fake_A"] = n["G_BA"](batch["B"])
+        if o["use_ac"]:
+            out["rec_A"] = n["G_BA"](out["fake_B"])
+        if o["use_nc"]:
+            out["rec_B"] = n["G_AB"](out["fake_A"])
+        return out
+
+    def training_step(self, batch, ctx):
+        n, o = self.nets, self.opt
+        discs = [n[k] for k in ("D_A", "D_B") if k in n]
+        # 1) generators: minimise L_FULL with the discriminators frozen
+        set_requires_grad(discs, False)
+        with ctx.autocast():
+            out = self(batch)
+            terms = self.generator_losses(batch, out)
+            loss_g = sum(terms.values())
+        ctx.backward(loss_g)
+        ctx.step("G")
+        # 2) discriminators: real -> 1, fake (from the 50-image history) -> 0
+        set_requires_grad(discs, True)
+        with ctx.autocast():
+            fake_b = self.pools["B"].query(out["fake_B"].detach())
+            loss_d = 0.5 * (L.gan_loss(n["D_B"](batch["B"]), True, o["gan_mode"])
+                            + L.gan_loss(n["D_B"](fake_b), False, o["gan_mode"]))
+            logs = {"D_B": loss_d.detach()}
+            if o["bidirectional"]:
+                fake_a = self.pools["A"].query(out["fake_A"].detach())
+                loss_da = 0.5 * (L.gan_loss(n["D_A"](batch["A"]), True, o["gan_mode"])
+                                 + L.gan_loss(n["D_A"](fake_a), False, o["gan_mode"]))
+                logs["D_A"] = loss_da.detach()
+                loss_d = loss_d + loss_da
+        ctx.backward(loss_d)
+        ctx.step("D")
+        return {"G": loss_g.detach(), **{k: v.detach() for k, v in terms.items()}, **logs}
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "AB") -> torch.Tensor:
+        """Map images (B, 1, H, W) in [-1, 1] from A to B (``'AB'``) or back (``'BA'``)."""
+        return self.nets["G_" + direction](x)
+
+    def samples(self, batch):
+        out = {"A": batch["A"], "G_AB(A)": self.nets["G_AB"](batch["A"])}
+        out["|A - G_AB(A)|"] = (out["A"] - out["G_AB(A)"]).abs() - 1
+        if self.opt["bidirectional"]:
+            out |= {"B": batch["B"], "G_BA(B)": self.nets["G_BA"](batch["B"])}
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, data, split: str = "test", batch_size: int = 16) -> dict:
+        """Metrics on the pathological slices of ``split`` (images compared in [0, 1]).
+
+        Domain B = masks: ``dice_AB`` (Dice of G_AB(A) > 0 against A's lesion mask: the A -> B
+        direction judged as segmentation), ``psnr_BA`` and ``ssim_BA`` (G_BA of A's own mask
+        against A: the B -> A direction judged as image synthesis).
+        Domain B = healthy: ``psnr_healthy`` (output vs input outside the lesion) and, with a
+        phantom's ground truth, ``psnr_lesion_gt`` (output vs truth inside the lesion).
+        """
+        from .. import metrics as M
+        from ..data.prepared import PairedDataset
+
+        self.eval()
+        dev = next(self.parameters()).device
+        ds = PairedDataset(data, split, label=1)
+        sums: dict[str, list[float]] = {}
+        for start in range(0, len(ds), batch_size):
+            items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+            x = torch.stack([it["image"] for it in items]).to(dev)
+            mask = torch.stack([it["mask"] for it in items]).to(dev)
+            y = self.nets["G_AB"](x)
+            x01, y01 = (x + 1) / 2, (y + 1) / 2
+            for i in range(len(items)):
+                if self.opt["domain_b"] == "mask":
+                    sums.setdefault("dice_AB", []).append(M.dice(y[i] > 0, mask[i]))
+                    if self.opt["bidirectional"]:
+                        syn = (self.nets["G_BA"](mask[i:i + 1] * 2 - 1)[0] + 1) / 2
+                        sums.setdefault("psnr_BA", []).append(M.psnr(syn, x01[i]))
+                        sums.setdefault("ssim_BA", []).append(M.ssim(syn[0], x01[i, 0]))
+                else:
+                    sums.setdefault("psnr_healthy", []).append(M.psnr(y01[i], x01[i], 1 - mask[i]))
+                    if "healthy" in items[i]:
+                        gt = (items[i]["healthy"].to(dev) + 1) / 2
+                        sums.setdefault("psnr_lesion_gt", []).append(M.psnr(y01[i], gt, mask[i]))
+        self.train()
+        return {k: float(np.nanmean(v)) for k, v in sums.items()} | {"slices": len(ds)}
+
+    # -- image pools are part of the training state
+    def extra_state(self):
+        return {"pools": {k: p.state_dict() for k, p in self.pools.items()}}
+
+    def load_extra_state(self, state):
+        dev = next(self.parameters()).device
+        for k, p in self.pools.items():
+            p.load_state_dict(state["pools"][k], dev)

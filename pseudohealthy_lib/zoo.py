@@ -1,0 +1,81 @@
+"""The model zoo: small checkpoints shipped under ``data/zoo/<name>/`` with a manifest.
+
+A zoo entry is what a chapter needs to *use* a trained model: the inference networks in half
+precision (``weights.pt``) and ``manifest.json``: method, preset, full config, steps, wall time,
+hardware, git commit, the training command, a short loss history and metrics on the phantom
+test split. Entries are written by the training command (``train ... --export NAME``), never by
+hand.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import REPO_DIR
+from .engine import TrainConfig, Trainer, git_commit, hardware
+from .utils import atomic_path
+
+def zoo_dir() -> Path:
+    """``data/zoo`` in the repository, or ``$PH_ZOO`` if set."""
+    return Path(os.environ.get("PH_ZOO", REPO_DIR / "data" / "zoo"))
+
+
+def available() -> list[str]:
+    """Names of the shipped models."""
+    return sorted(p.parent.name for p in zoo_dir().glob("*/manifest.json"))
+
+
+def manifest(name: str) -> dict:
+    path = zoo_dir() / name / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no zoo model '{name}' (available: {', '.join(available()) or 'none'})")
+    return json.loads(path.read_text())
+
+
+def export(trainer: Trainer, name: str, metrics: dict | None = None) -> Path:
+    """Write the trainer's inference networks (fp16) and a manifest to ``zoo_dir()/name``."""
+    d = zoo_dir() / name
+    m = trainer.method
+    weights = {k: {p: t.detach().to("cpu", torch.float16) if t.is_floating_point() else t.cpu()
+                   for p, t in m.nets[k].state_dict().items()} for k in m.exported()}
+    with atomic_path(d / "weights.pt") as tmp:
+        torch.save(weights, tmp)
+    hist = trainer.history
+    every = max(1, len(hist) // 200)
+    info = {"name": name, "method": trainer.cfg.method, "preset": trainer.cfg.preset,
+            "config": trainer.cfg.to_dict(), "steps": trainer.step, "wall_seconds": round(trainer.wall, 1),
+            "hardware": hardware(), "precision": str(trainer.dtype), "world_size": trainer.world,
+            "commit": git_commit(), "command": "python -m pseudohealthy_lib " + " ".join(sys.argv[1:]),
+            "weights_bytes": (d / "weights.pt").stat().st_size, "history": hist[::every],
+            "metrics": metrics or {}}
+    with atomic_path(d / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=1))
+    return d
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu"):
+    """The zoo model ``name`` as a ready method in eval mode (fp32 weights, on ``device``)."""
+    from .methods import get_method
+
+    info = manifest(name)
+    method = get_method(info["method"])(TrainConfig.from_dict(info["config"]))
+    weights = torch.load(zoo_dir() / name / "weights.pt", map_location="cpu", weights_only=True)
+    for k, sd in weights.items():
+        method.nets[k].load_state_dict({p: t.float() if t.is_floating_point() else t for p, t in sd.items()})
+    method.manifest = info
+    return method.to(device).eval()
+
+
+def load_or_train(name: str, cfg: TrainConfig, out: str | Path | None = None):
+    """A zoo model if it is shipped, else train ``cfg`` now (resumable) and return that."""
+    if name in available():
+        return load_pretrained(name)
+    trainer = Trainer(cfg, out or REPO_DIR / "runs" / name)
+    trainer.fit()
+    trainer.method.eval()
+    trainer.method.manifest = None
+    return trainer.method

@@ -1,0 +1,115 @@
+"""The training engine: exact resume, loss decrease, schedule, image pool, DDP, zoo, CLI."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pseudohealthy_lib import presets, zoo
+from pseudohealthy_lib.data import load_prepared
+from pseudohealthy_lib.engine import ImagePool, TrainConfig, Trainer
+
+TINY = {"ngf": 8, "n_blocks": 1, "ndf": 8, "unet_downs": 5}
+
+
+def tiny_cfg(data, **kw):
+    opts = {**TINY, **kw.pop("options", {})}
+    return TrainConfig(method=kw.pop("method", "antgan"), steps=kw.pop("steps", 6), batch_size=2, size=32,
+                       data=str(data), ckpt_every=kw.pop("ckpt_every", 100), log_every=1, options=opts, **kw)
+
+
+@pytest.mark.parametrize("method,options", [("antgan", {}), ("cyclegan", {"generator": "unet", "domain_b": "mask"})])
+def test_resume_gives_exactly_the_same_losses(tiny_prepared, tmp_path, method, options):
+    straight = Trainer(tiny_cfg(tiny_prepared, method=method, options=options), tmp_path / "a", progress=False).fit()
+    first = Trainer(tiny_cfg(tiny_prepared, method=method, options=options, ckpt_every=3), tmp_path / "b", progress=False)
+    first.fit(steps=3)                                    # "interrupted" after step 3
+    resumed = Trainer(tiny_cfg(tiny_prepared, method=method, options=options, ckpt_every=3), tmp_path / "b", progress=False)
+    assert resumed.step == 3
+    assert resumed.fit() == straight                      # same losses at every step, bit for bit
+
+
+def test_training_reduces_the_loss(tiny_prepared, tmp_path):
+    cfg = tiny_cfg(tiny_prepared, steps=40, options={"ngf": 16})
+    h = Trainer(cfg, tmp_path, progress=False).fit()
+    cyc = [s["cycle_A"] + s["cycle_B"] for s in h]
+    am = [s["am"] for s in h]
+    assert sum(cyc[-8:]) / 8 < 0.6 * sum(cyc[:4]) / 4
+    assert sum(am[-8:]) / 8 < 0.6 * sum(am[:4]) / 4
+
+
+def test_linear_decay_schedule(tiny_prepared, tmp_path):
+    t = Trainer(tiny_cfg(tiny_prepared, steps=8, decay_from=0.5), tmp_path, progress=False)
+    lrs = []
+    for _ in range(8):
+        t.fit(steps=t.step + 1)
+        lrs.append(t.optimizers["G"].param_groups[0]["lr"])
+    # lr for the next step after each of the 8 steps: constant for the first half, then linear to 0
+    assert lrs[:4] == [2e-4] * 4
+    assert lrs[4:] == pytest.approx([1.5e-4, 1e-4, 5e-5, 0.0])
+
+
+def test_image_pool():
+    pool = ImagePool(size=3, seed=0)
+    batches = [torch.full((1, 1, 2, 2), float(i)) for i in range(10)]
+    first = [pool.query(b) for b in batches[:3]]
+    assert all(torch.equal(a, b) for a, b in zip(first, batches[:3]))          # filling: unchanged
+    out = torch.cat([pool.query(b) for b in batches[3:]]).flatten(1)[:, 0]
+    assert (out < torch.arange(3, 10)).any()                                   # some come from history
+    assert ImagePool(0).query(batches[0]) is batches[0]
+    again = ImagePool(size=3, seed=0)
+    for b in batches[:3]:
+        again.query(b)
+    assert torch.equal(torch.cat([again.query(b) for b in batches[3:]]).flatten(1)[:, 0], out)
+
+
+def test_unknown_option_is_an_error(tiny_prepared, tmp_path):
+    with pytest.raises(ValueError, match="unknown options for antgan: \\['lamda_am'\\]"):
+        Trainer(tiny_cfg(tiny_prepared, options={"lamda_am": 1}), tmp_path, progress=False)
+
+
+def test_presets():
+    cpu = presets.config("cyclegan", "cpu")
+    assert cpu.size == 128 and cpu.options["ngf"] == 32
+    paper = presets.config("antgan", "paper")
+    assert (paper.size, paper.batch_size, paper.steps, paper.lr) == (240, 1, 300000, 2e-4)  # ANT-GAN Sec. III-B
+    assert presets.config("cyclegan", "paper").options["unet_downs"] == 8 and presets.config("cyclegan", "paper").size == 256
+    assert presets.config("antgan", "cpu", options={"lambda_am": 1.0}).options["ngf"] == 32   # options merge
+    with pytest.raises(ValueError, match="unknown preset"):
+        presets.config("antgan", "huge")
+
+
+def test_cli_train_export_and_load_pretrained(tiny_prepared, tmp_path, monkeypatch):
+    from pseudohealthy_lib.__main__ import main
+
+    monkeypatch.setenv("PH_ZOO", str(tmp_path / "zoo"))
+    args = ["train", "cyclegan", "--preset", "fast", "--data", str(tiny_prepared), "--steps", "4",
+            "--out", str(tmp_path / "run"), "--set", "generator=resnet", "--set", "domain_b=mask",
+            "--set", "n_blocks=1", "--export", "tiny-cyclegan"]
+    assert main(args) == 0
+    assert zoo.available() == ["tiny-cyclegan"]
+    info = zoo.manifest("tiny-cyclegan")
+    assert info["steps"] == 4 and info["method"] == "cyclegan" and info["config"]["options"]["domain_b"] == "mask"
+    assert set(info["metrics"]) == {"dice_AB", "psnr_BA", "ssim_BA", "slices"} and info["hardware"]["torch"]
+    model = zoo.load_pretrained("tiny-cyclegan")
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    w = ckpt["nets"]["G_AB"]["body.1.weight"]
+    assert torch.equal(model.nets["G_AB"].body[1].weight, w.half().float())     # fp16 weights shipped
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    assert model.translate(x).shape == (1, 1, 32, 32)
+    assert main(args[:-2]) == 0                                                  # again: resumes, nothing to do
+
+
+def test_ddp_two_processes_stay_in_sync(tiny_prepared, tmp_path):
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                        str(worker), str(tiny_prepared), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sums = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert sums[0]["world"] == sums[1]["world"] == 2
+    assert sums[0]["params"] == sums[1]["params"]                  # identical weights after training
+    assert sums[0]["batch"] != sums[1]["batch"]                    # but each saw its own half of the batch
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
