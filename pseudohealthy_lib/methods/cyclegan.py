@@ -111,20 +111,20 @@ class CycleGAN(Method):
         ctx.step("G")
         # 2) discriminators: real -> 1, fake (from the 50-image history) -> 0
         set_requires_grad(discs, True)
+        logs, loss_d = {}, 0.0
         with ctx.autocast():
-            fake_b = self.pools["B"].query(out["fake_B"].detach())
-            loss_d = 0.5 * (L.gan_loss(n["D_B"](batch["B"]), True, o["gan_mode"])
-                            + L.gan_loss(n["D_B"](fake_b), False, o["gan_mode"]))
-            logs = {"D_B": loss_d.detach()}
-            if o["bidirectional"]:
-                fake_a = self.pools["A"].query(out["fake_A"].detach())
-                loss_da = 0.5 * (L.gan_loss(n["D_A"](batch["A"]), True, o["gan_mode"])
-                                 + L.gan_loss(n["D_A"](fake_a), False, o["gan_mode"]))
-                logs["D_A"] = loss_da.detach()
-                loss_d = loss_d + loss_da
+            for dom, fake_key in (("B", "fake_B"), ("A", "fake_A")):
+                if fake_key not in out:
+                    continue
+                d = n["D_" + dom]
+                fake = self.pools[dom].query(out[fake_key].detach())
+                real_term = L.gan_loss(d(batch[dom]), True, o["gan_mode"])
+                fake_term = L.gan_loss(d(fake), False, o["gan_mode"])
+                loss_d = loss_d + 0.5 * (real_term + fake_term)
+                logs |= {f"D_{dom}_real": real_term.detach(), f"D_{dom}_fake": fake_term.detach()}
         ctx.backward(loss_d)
         ctx.step("D")
-        return {"G": loss_g.detach(), **{k: v.detach() for k, v in terms.items()}, **logs}
+        return {"G": loss_g.detach(), **{k: v.detach() for k, v in terms.items()}, "D": loss_d.detach(), **logs}
 
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AB") -> torch.Tensor:
