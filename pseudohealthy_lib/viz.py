@@ -48,3 +48,18 @@ def mask_contour(ax, mask: np.ndarray, color="red", lw=1.0) -> None:
 def diff_cmap() -> ListedColormap:
     """Colour map for absolute difference maps (black = unchanged)."""
     return plt.get_cmap("inferno")
+
+
+def plot_history(history: list[dict], keys: list[str], ax=None, smooth: int = 25, title: str | None = None):
+    """Loss curves from a training history (list of {'step': .., key: value}), moving-averaged."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.8))
+    steps = np.array([h["step"] for h in history])
+    for k in keys:
+        v = np.array([h.get(k, np.nan) for h in history], float)
+        w = max(1, min(smooth, len(v) // 5 or 1))
+        sm = np.convolve(v, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1:], sm, label=k, lw=1.2)
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.legend(fontsize=7, ncol=2)
+    return ax
