@@ -77,6 +77,23 @@ def _train(a: argparse.Namespace) -> None:
             print(f"exported to {d}: {metrics}")
 
 
+def _evaluate(a: argparse.Namespace) -> None:
+    import json
+
+    from .data import load_prepared
+    from .evaluate import evaluate, load_model
+
+    model = load_model(a.model)
+    segmentor = load_model(a.segmentor) if a.segmentor else None
+    res = evaluate(model, load_prepared(a.data), a.split, segmentor=segmentor)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        width = max(map(len, res))
+        for k, v in res.items():
+            print(f"{k:{width}s}  {'n/a (needs ground truth or a segmentor)' if v is None else round(v, 4)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pseudohealthy_lib",
                                  description="Pseudo-healthy synthesis: data, training and evaluation.")
@@ -126,10 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", default=None, metavar="NAME", help="after training, write data/zoo/NAME")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("evaluate", help="metrics of a trained generator on a prepared dataset")
+    p.add_argument("model", help="zoo name, run folder or checkpoint.pt")
+    p.add_argument("--data", required=True, help="prepared .npz (phantom or real data)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--segmentor", default=None, help="f_pre for healthiness: zoo name or checkpoint")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_evaluate)
+
     a = ap.parse_args(argv)
     try:
         a.func(a)
-    except (DataError, ValueError) as e:
+    except (DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

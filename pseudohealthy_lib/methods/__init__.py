@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from .antgan import ANTGAN
 from .cyclegan import CycleGAN
+from .segmentor import Segmentor
 
-METHODS = {m.name: m for m in (CycleGAN, ANTGAN)}
+METHODS = {m.name: m for m in (CycleGAN, ANTGAN, Segmentor)}
 
 
 def get_method(name: str):

@@ -89,14 +89,18 @@ class ResnetGenerator(nn.Module):
 class UnetGenerator(nn.Module):
     """pix2pix U-Net: ``num_downs`` stride-2 4x4 convs (leaky ReLU 0.2), as many transposed
     convs back up (ReLU), skip connections by concatenation, 50 % dropout in the first three
-    decoder blocks (the innermost ones after the bottleneck), tanh output.
+    decoder blocks (the innermost ones after the bottleneck), tanh output (``final='none'``:
+    raw logits, for segmentation).
 
     With 8 downsamplings a 256x256 input reaches 1x1 at the bottleneck (the paper's setting);
     input sides must be divisible by ``2**num_downs``.
     """
 
-    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, num_downs: int = 8, dropout: float = 0.5):
+    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, num_downs: int = 8, dropout: float = 0.5,
+                 final: str = "tanh"):
         super().__init__()
+        if final not in ("tanh", "none"):
+            raise ValueError("final must be 'tanh' (images) or 'none' (logits, e.g. for a segmentor)")
         widths = [min(ngf * 2 ** i, ngf * 8) for i in range(num_downs)]       # 64,128,256,512,512,...
         self.num_downs = num_downs
         self.down = nn.ModuleList()
@@ -116,7 +120,8 @@ class UnetGenerator(nn.Module):
             cout = out_ch if i == 0 else widths[i - 1]
             block = [nn.ReLU(True), nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)]
             if i == 0:
-                block.append(nn.Tanh())
+                if final == "tanh":
+                    block.append(nn.Tanh())
             else:
                 block.append(_norm(cout))
                 if 1 <= j <= 3 and dropout > 0:          # dropout in the first three decoder blocks after the bottleneck's
