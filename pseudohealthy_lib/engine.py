@@ -358,6 +358,11 @@ class Trainer:
         s = torch.load(path, map_location=self.device, weights_only=True)
         if s["config"]["method"] != self.cfg.method:
             raise ValueError(f"{path}: checkpoint is a '{s['config']['method']}' run, not '{self.cfg.method}'")
+        mine, theirs = self.cfg.to_dict(), s["config"]
+        differ = [k for k in ("size", "batch_size", "seed", "lr", "options") if mine[k] != theirs.get(k)]
+        if differ:
+            raise ValueError(f"{path}: checkpoint was trained with other settings ({', '.join(differ)}); "
+                             "use another --out folder or delete this one")
         for k, net in self.method.nets.items():
             net.load_state_dict(s["nets"][k])
         for k, o in self.optimizers.items():

@@ -65,6 +65,12 @@ def test_image_pool():
     assert torch.equal(torch.cat([again.query(b) for b in batches[3:]]).flatten(1)[:, 0], out)
 
 
+def test_resume_refuses_a_checkpoint_with_other_settings(tiny_prepared, tmp_path):
+    Trainer(tiny_cfg(tiny_prepared, steps=1), tmp_path, progress=False).fit()
+    with pytest.raises(ValueError, match="checkpoint.pt: checkpoint was trained with other settings \\(options\\)"):
+        Trainer(tiny_cfg(tiny_prepared, options={"ngf": 4}), tmp_path, progress=False)
+
+
 def test_unknown_option_is_an_error(tiny_prepared, tmp_path):
     with pytest.raises(ValueError, match="unknown options for antgan: \\['lamda_am'\\]"):
         Trainer(tiny_cfg(tiny_prepared, options={"lamda_am": 1}), tmp_path, progress=False)
