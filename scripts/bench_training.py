@@ -27,6 +27,7 @@ CONFIGS = [  # name, batch, amp, channels_last
     ("reference (fp32, NCHW, batch 1)", 1, "off", "off"),
     ("engine fp32, batch 1", 1, "off", "off"),
     ("engine mixed precision, batch 1", 1, "auto", "auto"),
+    ("engine mixed precision, channels_last, batch 1", 1, "auto", "on"),
     ("engine mixed precision, batch 4", 4, "auto", "auto"),
 ]
 
