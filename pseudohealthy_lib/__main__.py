@@ -44,6 +44,22 @@ def _value(text: str):
         return text
 
 
+def _metrics_for_zoo(trainer) -> dict:
+    """Test-split metrics stored in a zoo manifest: the full pseudo-healthy set (with the shipped
+    f_pre segmentor for healthiness, if present) or the method's own."""
+    from . import zoo
+    from .evaluate import evaluate
+
+    m = trainer.method
+    m.eval()
+    if getattr(m, "pseudo_healthy", False):
+        seg = zoo.load_pretrained(zoo.SEGMENTOR, trainer.device) if zoo.SEGMENTOR in zoo.available() else None
+        res = evaluate(m, trainer.data, "test", segmentor=seg)
+        res["segmentor"] = zoo.SEGMENTOR if seg is not None else None
+        return res
+    return m.evaluate(trainer.data, "test") if hasattr(m, "evaluate") else {}
+
+
 def _train(a: argparse.Namespace) -> None:
     from . import presets, zoo
     from .data import load_prepared
@@ -72,7 +88,7 @@ def _train(a: argparse.Namespace) -> None:
         print(f"{cfg.method} ({cfg.preset}): step {start} -> {trainer.step} in {out}, "
               f"{trainer.wall:.0f} s of training in total")
         if a.export:
-            metrics = trainer.method.evaluate(trainer.data, "test") if hasattr(trainer.method, "evaluate") else {}
+            metrics = _metrics_for_zoo(trainer)
             d = zoo.export(trainer, a.export, metrics)
             print(f"exported to {d}: {metrics}")
 

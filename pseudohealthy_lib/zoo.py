@@ -19,6 +19,9 @@ from .config import REPO_DIR
 from .engine import TrainConfig, Trainer, git_commit, hardware
 from .utils import atomic_path
 
+SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric
+
+
 def zoo_dir() -> Path:
     """``data/zoo`` in the repository, or ``$PH_ZOO`` if set."""
     return Path(os.environ.get("PH_ZOO", REPO_DIR / "data" / "zoo"))

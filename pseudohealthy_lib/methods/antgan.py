@@ -30,6 +30,7 @@ VARIANTS = {
 
 class ANTGAN(CycleGAN):
     name = "antgan"
+    pseudo_healthy = True          # G_AB maps a pathological slice to its healthy version
     defaults = {**CycleGAN.defaults, "shortcut": True, "lambda_am": 10.0, "domain_b": "healthy"}
 
     def __init__(self, cfg):
