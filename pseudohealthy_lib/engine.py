@@ -308,6 +308,7 @@ class Trainer:
         end = min(steps or self.cfg.steps, self.cfg.steps)
         ctx = StepContext(self.device, self.dtype, self.optimizers, self.scaler, self.world)
         self.method.train()
+        pending: list = []
         bar = tqdm(total=end, initial=self.step, desc=self.cfg.method, unit="step",
                    disable=not self.progress or self.rank != 0, dynamic_ncols=True)
         t0 = time.perf_counter()
@@ -319,8 +320,9 @@ class Trainer:
             for s in self.schedulers.values():
                 s.step()
             self.step += 1
-            self.history.append({"step": self.step, **{k: float(v) for k, v in losses.items()}})
-            if self.step % self.cfg.log_every == 0 or self.step == end:
+            pending.append((self.step, losses))          # tensors: no device sync in the hot loop
+            if self.step % self.cfg.log_every == 0 or self.step == end or self.step % self.cfg.ckpt_every == 0:
+                self._flush(pending)
                 recent = self.history[-self.cfg.log_every:]
                 bar.set_postfix({k: f"{np.mean([h[k] for h in recent]):.3f}" for k in losses}, refresh=False)
             bar.update()
@@ -332,6 +334,15 @@ class Trainer:
                 self.save()
         bar.close()
         return self.history
+
+    def _flush(self, pending: list) -> None:
+        """Move the pending losses into the history as floats (one device sync for all)."""
+        if pending:
+            keys = list(pending[0][1])
+            values = torch.stack([torch.stack([torch.as_tensor(l[k], dtype=torch.float32, device=self.device)
+                                               for k in keys]) for _, l in pending]).tolist()
+            self.history += [{"step": st, **dict(zip(keys, v))} for (st, _), v in zip(pending, values)]
+            pending.clear()
 
     # -- checkpoints
     def save(self) -> None:
