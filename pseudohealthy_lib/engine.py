@@ -269,6 +269,7 @@ class Trainer:
         use_scaler = self.dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.step, self.history, self.wall = 0, [], 0.0
+        self._perm = (-1, None)                          # (epoch, permutation) of the data order
         if (self.out / CHECKPOINT).is_file():
             self._load(self.out / CHECKPOINT)
 
@@ -285,7 +286,7 @@ class Trainer:
         out = []
         for k in range(step * b, (step + 1) * b):
             epoch, pos = divmod(k, n)
-            if pos == 0 or not hasattr(self, "_perm") or self._perm[0] != epoch:
+            if self._perm[0] != epoch:
                 g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
                 self._perm = (epoch, torch.randperm(n, generator=g))
                 if hasattr(self.dataset, "set_epoch"):

@@ -28,28 +28,26 @@ def brain_image(seed: int, seg: np.ndarray) -> np.ndarray:
     return img
 
 
+def write_brats(root, cases, labels, tags, sep):
+    """Cases in a BraTS release layout: one file per sequence tag plus the segmentation."""
+    for k, case in enumerate(cases):
+        seg = blob_seg(labels)
+        for tag in tags:
+            save_volume(brain_image(k, seg), AFFINE, root / case / f"{case}{sep}{tag}.nii.gz")
+        save_volume(seg, AFFINE, root / case / f"{case}{sep}seg.nii.gz")
+    return root
+
+
 @pytest.fixture
 def brats2018(tmp_path):
-    root = tmp_path / "MICCAI_BraTS_2018"
-    for k, case in enumerate(["Brats18_2013_2_1", "Brats18_TCIA01_150_1"]):
-        d = root / case
-        seg = blob_seg((2, 1, 4))
-        for m in ("flair", "t1", "t1ce", "t2"):
-            save_volume(brain_image(k, seg), AFFINE, d / f"{case}_{m}.nii.gz")
-        save_volume(seg, AFFINE, d / f"{case}_seg.nii.gz")
-    return root
+    return write_brats(tmp_path / "MICCAI_BraTS_2018", ["Brats18_2013_2_1", "Brats18_TCIA01_150_1"],
+                       (2, 1, 4), ("flair", "t1", "t1ce", "t2"), "_")
 
 
 @pytest.fixture
 def brats2023(tmp_path):
-    root = tmp_path / "ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData"
-    for k, case in enumerate(["BraTS-GLI-00000-000", "BraTS-GLI-00002-000"]):
-        d = root / case
-        seg = blob_seg((2, 1, 3))
-        for tag in ("t2f", "t1n", "t1c", "t2w"):
-            save_volume(brain_image(k, seg), AFFINE, d / f"{case}-{tag}.nii.gz")
-        save_volume(seg, AFFINE, d / f"{case}-seg.nii.gz")
-    return root
+    return write_brats(tmp_path / "ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData",
+                       ["BraTS-GLI-00000-000", "BraTS-GLI-00002-000"], (2, 1, 3), ("t2f", "t1n", "t1c", "t2w"), "-")
 
 
 @pytest.fixture

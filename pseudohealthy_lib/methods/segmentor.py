@@ -34,9 +34,9 @@ class Segmentor(Method):
 
     def training_step(self, batch, ctx):
         with ctx.autocast():
-            logits = self.nets["S"](batch["image"])
-            ce = L.segmentation_ce(logits.float(), batch["mask"])
-            dice = L.soft_dice_loss(torch.sigmoid(logits.float()), batch["mask"])
+            logits = self.nets["S"](batch["image"]).float()
+            ce = L.segmentation_ce(logits, batch["mask"])
+            dice = L.soft_dice_loss(torch.sigmoid(logits), batch["mask"])
             loss = ce + self.opt["lambda_dice"] * dice
         ctx.backward(loss)
         ctx.step("S")
