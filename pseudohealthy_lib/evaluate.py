@@ -39,6 +39,41 @@ def load_model(spec: str, device: str | torch.device = "cpu"):
                             f"(zoo: {', '.join(zoo.available()) or 'empty'})")
 
 
+class DoNothing(torch.nn.Module):
+    """The baseline every pseudo-healthy generator has to beat: output = input."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))      # so that it has a device
+
+    def translate(self, x: torch.Tensor, direction: str = "AB") -> torch.Tensor:
+        return x
+
+
+TABLE_COLUMNS = ["psnr_healthy", "identity", "healthiness", "dice_diff", "ap_diff",
+                 "psnr_lesion_gt", "ssim_lesion_gt", "change_on_healthy"]
+
+
+def metrics_table(models: dict[str, str], columns=None, extra_rows: dict | None = None):
+    """A pandas table of the test metrics recorded in zoo manifests (written by ``train``).
+
+    ``models`` maps zoo name -> row label; ``extra_rows`` (label -> metrics dict, e.g. the
+    do-nothing baseline computed with :func:`evaluate`) come first. Missing zoo models are
+    reported, not skipped silently.
+    """
+    import pandas as pd
+
+    from . import zoo
+
+    columns = columns or TABLE_COLUMNS
+    missing = [n for n in models if n not in zoo.available()]
+    if missing:
+        raise FileNotFoundError(f"not in the zoo ({zoo.zoo_dir()}): {', '.join(missing)}; "
+                                "train them with scripts/train_antgan_studies.sh")
+    rows = dict(extra_rows or {}) | {label: zoo.manifest(n)["metrics"] for n, label in models.items()}
+    return pd.DataFrame({label: {c: m.get(c) for c in columns} for label, m in rows.items()}).T.astype(float)
+
+
 @torch.no_grad()
 def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int = 16) -> dict:
     """Metrics of ``model`` (anything with ``translate(x)``: A -> B = pathological -> healthy)

@@ -144,3 +144,50 @@ def average_precision_of_difference(outputs, images, masks, foreground=None) -> 
         keep = (_np(foreground) > 0.5).ravel()
         score, truth = score[keep], truth[keep]
     return float(average_precision_score(truth, score)) if truth.any() else float("nan")
+
+
+# --------------------------------------------------------------------------- failure-mode measures
+def checkerboard_ratio(changes) -> float:
+    """How much a set of change maps (N, H, W) looks like a period-2 checkerboard.
+
+    The mean magnitude spectrum at the three period-2 frequencies ((0.5, 0.5), (0.5, 0) and
+    (0, 0.5) cycles per pixel), divided by its mean over the 4x4 block of high frequencies just
+    inside the corner (0.5, 0.5). About 1 (0.9 for white noise) for changes without a period-2
+    pattern; well above 1 when transposed convolutions print their
+    uneven overlap into the output. Pass changes in healthy tissue only (output - input, masked).
+    """
+    d = _np(changes)
+    d = d.reshape(-1, *d.shape[-2:])
+    spec = np.abs(np.fft.fftshift(np.fft.fft2(d), axes=(-2, -1))).mean(0)
+    c = spec.shape[-1] // 2
+    nyq = np.mean([spec[0, 0], spec[0, c], spec[c, 0]])
+    near = spec[1:5, 1:5].mean()
+    return float(nyq / max(near, 1e-12))
+
+
+def diversity_ratio(outputs, inputs, pairs: int = 2000, seed: int = 0) -> float:
+    """Mean L1 distance between random pairs of outputs over the same for their inputs.
+
+    About 1 when outputs differ from each other as much as the inputs do; near 0 when a generator
+    has *collapsed* to (almost) the same image for every input (ANT-GAN Sec. IV-B, Fig. 5).
+    """
+    y, x = _np(outputs), _np(inputs)
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    i, j = rng.integers(0, n, pairs), rng.integers(0, n, pairs)
+    keep = i != j
+    i, j = i[keep], j[keep]
+    dy = np.abs(y[i] - y[j]).reshape(len(i), -1).mean(1)
+    dx = np.abs(x[i] - x[j]).reshape(len(i), -1).mean(1)
+    return float(dy.mean() / max(dx.mean(), 1e-12))
+
+
+def error_removed(outputs, inputs, truths, region) -> float:
+    """Share of the lesion's deviation from the true healthy image that a model removed, over
+    ``region`` (e.g. one tumour part): 1 - mean|G(x) - truth| / mean|x - truth|.
+    1 = the truth restored, 0 = nothing done, < 0 = made worse; ``nan`` for an empty region."""
+    r = _np(region) > 0.5
+    if not r.any():
+        return float("nan")
+    y, x, t = _np(outputs), _np(inputs), _np(truths)
+    return float(1 - np.abs(y - t)[r].mean() / max(np.abs(x - t)[r].mean(), 1e-12))

@@ -5,6 +5,8 @@ preset   hardware                                    size
 =======  ==========================================  =========================================
 fast     anything; what ``PH_FAST=1`` selects         64x64, tiny networks, a few steps
 cpu      2 CPU cores, minutes (the teaching size)     128x128, ngf 32, 6 residual blocks
+sweep    2 CPU cores, a few minutes per model          128x128, ngf 16, 4 residual blocks
+         (for studies that train many models)
 colab    one T4 / L4 / A100 GPU, an hour or two       128x128, the papers' networks (ngf 64)
 paper    the paper's own size, batch and iterations   240x240 (ANT-GAN) / 256x256 (U-Net paper)
 =======  ==========================================  =========================================
@@ -21,6 +23,8 @@ PRESETS = {
              "options": {"ngf": 8, "n_blocks": 1, "ndf": 8, "unet_downs": 6}},
     "cpu": {"steps": 1500, "batch_size": 4, "size": 128, "log_every": 10, "ckpt_every": 250,
             "options": {"ngf": 32, "n_blocks": 6, "ndf": 32, "unet_downs": 7}},
+    "sweep": {"steps": 1200, "batch_size": 4, "size": 128, "log_every": 10, "ckpt_every": 300,
+              "options": {"ngf": 16, "n_blocks": 4, "ndf": 16, "unet_downs": 7}},
     "colab": {"steps": 20000, "batch_size": 4, "size": 128, "log_every": 50, "ckpt_every": 1000,
               "sample_every": 1000, "options": {"ngf": 64, "n_blocks": 9, "ndf": 64, "unet_downs": 7}},
     "paper": {"steps": 300000, "batch_size": 1, "size": 240, "log_every": 100, "ckpt_every": 5000,

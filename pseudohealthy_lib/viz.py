@@ -63,3 +63,25 @@ def plot_history(history: list[dict], keys: list[str], ax=None, smooth: int = 25
     ax.set(xlabel="step", ylabel="loss", title=title)
     ax.legend(fontsize=7, ncol=2)
     return ax
+
+
+def image_grid(rows, col_titles=None, row_titles=None, cmap="gray", vmin=0.0, vmax=1.0, size=1.8, suptitle=None):
+    """A grid of 2-D images: ``rows[r][c]``; returns the figure. ``cmap`` may be one per column."""
+    n_r, n_c = len(rows), len(rows[0])
+    fig, axes = plt.subplots(n_r, n_c, figsize=(size * n_c, size * n_r + 0.4), squeeze=False)
+    cmaps = cmap if isinstance(cmap, (list, tuple)) else [cmap] * n_c
+    for r, row in enumerate(rows):
+        for c, im in enumerate(row):
+            ax = axes[r, c]
+            ax.imshow(im, cmap=cmaps[c], vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if r == 0 and col_titles:
+                ax.set_title(col_titles[c], fontsize=8)
+            if c == 0 and row_titles:
+                ax.set_ylabel(row_titles[r], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout(pad=0.3)
+    return fig

@@ -122,3 +122,18 @@ def test_evaluate_cli_json(tiny_prepared, tmp_path, capsys):
     by_hand = np.mean([10 * np.log10(1 / ((y[i] - x01[i])[keep[i] > 0] ** 2).mean()) for i in range(len(idx))])
     assert res["psnr_healthy"] == pytest.approx(by_hand, rel=1e-4)
     assert main(["evaluate", "no-such-model", "--data", str(tiny_prepared)]) == 2
+
+
+def test_do_nothing_and_metrics_table(tiny_prepared):
+    from pseudohealthy_lib import zoo
+    from pseudohealthy_lib.evaluate import DoNothing, metrics_table
+
+    data = load_prepared(tiny_prepared)
+    base = evaluate(DoNothing(), data, "test")
+    assert base["psnr_healthy"] == float("inf") and base["dice_diff"] == 0.0
+    name = zoo.available()[0]
+    t = metrics_table({name: "shipped"}, ["psnr_healthy", "identity"], extra_rows={"do nothing": base})
+    assert list(t.index) == ["do nothing", "shipped"]
+    assert t.loc["shipped", "psnr_healthy"] == pytest.approx(zoo.manifest(name)["metrics"].get("psnr_healthy", float("nan")), nan_ok=True)
+    with pytest.raises(FileNotFoundError, match="not-a-model"):
+        metrics_table({"not-a-model": "x"})

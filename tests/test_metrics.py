@@ -52,3 +52,32 @@ def test_activation_bytes_counts_saved_tensors():
     assert activation_bytes(lambda: (x * w).sum()) == (3000 + 3) * 4
     with torch.no_grad():
         assert activation_bytes(lambda: (x * w).sum()) == 0
+
+
+def test_checkerboard_ratio():
+    rng = np.random.default_rng(0)
+    smooth = rng.normal(size=(64, 64, 64))
+    assert 0.7 < M.checkerboard_ratio(smooth) < 1.4                 # white noise: flat spectrum
+    board = np.indices((64, 64)).sum(0) % 2 * 0.2 - 0.1            # period-2 pattern
+    assert M.checkerboard_ratio(smooth * 0.05 + board[None]) > 20
+
+
+def test_diversity_ratio():
+    rng = np.random.default_rng(1)
+    x = rng.random((20, 16, 16))
+    assert M.diversity_ratio(x, x) == pytest.approx(1.0)
+    assert M.diversity_ratio(0.5 * x, x) == pytest.approx(0.5)
+    collapsed = np.repeat(x[:1], 20, 0)
+    assert M.diversity_ratio(collapsed, x) == 0.0
+
+
+def test_error_removed():
+    truth = np.zeros((2, 4, 4))
+    x = truth.copy()
+    x[:, :2, :2] = 1.0                                   # the lesion: +1 on four pixels per image
+    region = x > 0
+    assert M.error_removed(truth, x, truth, region) == 1.0       # restored exactly
+    assert M.error_removed(x, x, truth, region) == 0.0           # did nothing
+    assert M.error_removed(0.25 * x, x, truth, region) == pytest.approx(0.75)
+    assert M.error_removed(2 * x, x, truth, region) == pytest.approx(-1.0)   # made it worse
+    assert np.isnan(M.error_removed(x, x, truth, np.zeros_like(x)))
