@@ -139,12 +139,15 @@ class Method(nn.Module):
             raise ValueError(f"unknown options for {self.name}: {sorted(unknown)}; known: {sorted(self.defaults)}")
 
     def dataset(self, data, split: str):
+        """The torch dataset this method trains on, built from prepared slices ``data``."""
         raise NotImplementedError
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers, by name (the names :meth:`StepContext.step` is called with)."""
         raise NotImplementedError
 
     def training_step(self, batch: dict, ctx: "StepContext") -> dict[str, float]:
+        """One optimisation step on ``batch``; returns the losses to log, by name."""
         raise NotImplementedError
 
     def samples(self, batch: dict) -> dict[str, torch.Tensor]:

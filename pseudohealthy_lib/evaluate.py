@@ -79,16 +79,18 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
     """Metrics of ``model`` (anything with ``translate(x)``: A -> B = pathological -> healthy)
     on the pathological slices of ``split``; images are compared in [0, 1].
 
-    identity        PHS-GAN: MS-SSIM of the images outside the lesion (1 = untouched)
-    healthiness     PHS-GAN: 1 - lesion pixels f_pre finds in G(x) / mean true lesion size
-    healthiness_smile  SMILE's variant: normalised by f_pre's lesion pixels on the inputs
-    psnr_healthy    ANT-GAN Table IV: PSNR of G(x) against x outside the lesion (dB)
-    psnr_lesion_gt, ssim_lesion_gt   inside the lesion against the true healthy image
-                    (BraTS 2023 inpainting scoring); *_input: the same for doing nothing
-    dice_diff       Dice of |x - G(x)| > 0.1 against the lesion mask
-    ap_diff         average precision of |x - G(x)| as a lesion detector (brain pixels)
-    change_on_healthy  mean |G(x) - x| on healthy slices (should be ~0)
-    slices_per_s    generator throughput
+    Keys of the returned dict::
+
+        identity        PHS-GAN: MS-SSIM of the images outside the lesion (1 = untouched)
+        healthiness     PHS-GAN: 1 - lesion pixels f_pre finds in G(x) / mean true lesion size
+        healthiness_smile  SMILE's variant: normalised by f_pre's lesion pixels on the inputs
+        psnr_healthy    ANT-GAN Table IV: PSNR of G(x) against x outside the lesion (dB)
+        psnr_lesion_gt, ssim_lesion_gt   inside the lesion against the true healthy image
+                        (BraTS 2023 inpainting scoring); *_input: the same for doing nothing
+        dice_diff       Dice of |x - G(x)| > 0.1 against the lesion mask
+        ap_diff         average precision of |x - G(x)| as a lesion detector (brain pixels)
+        change_on_healthy  mean |G(x) - x| on healthy slices (should be ~0)
+        slices_per_s    generator throughput
     """
     dev = next(model.parameters()).device
     ds = PairedDataset(data, split, label=1)

@@ -28,7 +28,7 @@ def gan_loss(pred: torch.Tensor, real: bool, mode: str = "lsgan") -> torch.Tenso
 
 
 def cycle_loss(reconstruction: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """Eq. (4), one direction: mean |G_back(G(x)) - x|."""
+    """Eq. (4), one direction: mean ``|G_back(G(x)) - x|``."""
     return F.l1_loss(reconstruction, original)
 
 
@@ -41,12 +41,12 @@ def anomaly_mask_loss(fake_normal: torch.Tensor, abnormal: torch.Tensor, mask: t
 
 
 def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean |G(y) - y|: a generator fed an image of its target domain should leave it alone."""
+    """Mean ``|G(y) - y|``: a generator fed an image of its target domain should leave it alone."""
     return F.l1_loss(output, target)
 
 
 def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """1 - 2|P.T| / (|P| + |T|) per image, averaged over the batch. ``prob`` in [0, 1].
+    """``1 - 2|P.T| / (|P| + |T|)`` per image, averaged over the batch. ``prob`` in [0, 1].
 
     An image with an empty target and an empty prediction scores a perfect 0 loss.
     """

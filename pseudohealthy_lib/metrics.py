@@ -29,7 +29,7 @@ def psnr(x, y, mask=None, data_range: float = 1.0) -> float:
 
 
 def dice(pred, target, empty: float = 1.0) -> float:
-    """Dice 2|P and T| / (|P| + |T|) of two binary masks; ``empty`` when both are empty."""
+    """Dice ``2|P and T| / (|P| + |T|)`` of two binary masks; ``empty`` when both are empty."""
     p, t = _np(pred) > 0.5, _np(target) > 0.5
     s = p.sum() + t.sum()
     return empty if s == 0 else float(2 * (p & t).sum() / s)
@@ -129,12 +129,12 @@ def lesion_fidelity(output, truth, image, mask) -> dict:
 
 
 def dice_of_difference(output, image, mask, threshold: float = 0.1) -> float:
-    """Dice of the changed pixels |x - G(x)| > ``threshold`` against the lesion mask."""
+    """Dice of the changed pixels ``|x - G(x)| > threshold`` against the lesion mask."""
     return dice(np.abs(_np(output) - _np(image)) > threshold, mask)
 
 
 def average_precision_of_difference(outputs, images, masks, foreground=None) -> float:
-    """Average precision of |x - G(x)| as a pixel-wise lesion detector over a set of slices
+    """Average precision of ``|x - G(x)|`` as a pixel-wise lesion detector over a set of slices
     (over ``foreground`` pixels only, e.g. the brain, if given)."""
     from sklearn.metrics import average_precision_score
 

@@ -2,14 +2,14 @@
 
 Supported layouts (detected from the folder, see :func:`detect_layout`):
 
-============  ==============================================================  ================
-layout        files of one case                                               labels
-============  ==============================================================  ================
-brats2018     ``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz`` (BraTS 2018-21)   0, 1 NCR/NET, 2 ED, 4 ET
-brats2023     ``BraTS-GLI-xxxxx-xxx/BraTS-GLI-xxxxx-xxx-{t2f,t1n,t1c,t2w,seg}``  0, 1 NCR, 2 ED, 3 ET
-isles2015     ``<n>/VSD.Brain.XX.O.{MR_Flair,MR_T1,MR_T2,MR_DWI,OT}.<id>/*.nii``  0, 1 lesion
-lits          ``volume-N.nii[.gz]`` and ``segmentation-N.nii[.gz]``             0, 1 liver, 2 tumour
-============  ==============================================================  ================
+=========  ==================================================================  ========================
+layout     files of one case                                                   labels
+=========  ==================================================================  ========================
+brats2018  ``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz`` (BraTS 2018-21)     0, 1 NCR/NET, 2 ED, 4 ET
+brats2023  ``BraTS-GLI-xxxxx-xxx/BraTS-GLI-xxxxx-xxx-{t2f,t1n,t1c,t2w,seg}``   0, 1 NCR, 2 ED, 3 ET
+isles2015  ``<n>/VSD.Brain.XX.O.{MR_Flair,MR_T1,MR_T2,MR_DWI,OT}.<id>/*.nii``  0, 1 lesion
+lits       ``volume-N.nii[.gz]`` and ``segmentation-N.nii[.gz]``               0, 1 liver, 2 tumour
+=========  ==================================================================  ========================
 
 Modalities get one canonical name whatever the release calls them: ``flair``, ``t1``,
 ``t1ce``, ``t2``, ``dwi`` and ``ct``. The phantoms of this library add a healthy ground
@@ -58,7 +58,7 @@ class Case:
         return sorted(self.files)
 
     def load(self, modality: str) -> Volume:
-        """Load one modality; a missing one raises :class:`DataError` naming the case folder."""
+        """Load one modality; a missing one raises :class:`~pseudohealthy_lib.utils.DataError` naming the case folder."""
         if modality not in self.files:
             where = next(iter(self.files.values())).parent if self.files else self.case_id
             raise DataError(f"{where}: case {self.case_id} has no '{modality}' image "
@@ -115,7 +115,7 @@ def _nii(folder: Path, stem: str) -> Path | None:
 def detect_layout(root: str | Path | None = None) -> str:
     """Name the layout of the dataset folder ``root`` (default ``$PH_DATA_ROOT``).
 
-    Raises :class:`DataError` naming the folder if the layout is unknown.
+    Raises :class:`~pseudohealthy_lib.utils.DataError` naming the folder if the layout is unknown.
     """
     root = data_root(root)
     if not root.is_dir():

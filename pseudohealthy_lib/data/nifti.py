@@ -39,7 +39,7 @@ class Volume:
 def load_volume(path: str | Path, *, dtype=np.float32, allow_nonfinite: bool = False) -> Volume:
     """Load a 3-D NIfTI volume (``.nii`` or ``.nii.gz``).
 
-    Raises :class:`DataError` naming ``path`` when the file is missing, corrupt or truncated,
+    Raises :class:`~pseudohealthy_lib.utils.DataError` naming ``path`` when the file is missing, corrupt or truncated,
     is not 3-D (a trailing axis of length 1 is squeezed), or holds NaN/inf voxels.
     """
     path = Path(path)

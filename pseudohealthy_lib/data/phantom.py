@@ -46,9 +46,9 @@ from scipy import ndimage
 from .nifti import save_volume
 
 VERSION = 2                      # bump when the generated voxels change (names the cache folders)
-SHAPE = (240, 240, 155)          # BraTS grid, 1 mm isotropic
+SHAPE = (240, 240, 155)          #: BraTS grid, 1 mm isotropic
 MODALITIES = ("flair", "t1", "t1ce", "t2")
-LESION_MARGIN = 2                # voxels: soft lesion border radius (see _soft)
+LESION_MARGIN = 2                #: soft lesion border radius in voxels (see _soft)
 INTENSITY_SCALE = 1000.0         # written as int16, white matter of FLAIR ~ 450
 BRAIN_BOX = (slice(34, 206), slice(18, 224), slice(0, SHAPE[2]))   # holds every warped brain
 

@@ -69,13 +69,13 @@ from .phantom import lesion_support as brain_lesion_support
 
 SHAPE = (256, 256, 48)          # voxels (x: right, y: anterior, z: superior)
 SPACING = (1.5, 1.5, 2.5)       # mm, a typical LiTS resolution
-LESION_MARGIN = 2               # voxels: how far the tumour may change the image (PV blur radius)
-PV_SIGMA = (0.6, 0.6, 0.4)      # voxels: partial-volume blur of the whole image
-PV_RADIUS = (2, 2, 1)           # voxels: the blur kernel is cut here (never above LESION_MARGIN)
+LESION_MARGIN = 2               #: how far, in voxels, the tumour may change the image (PV blur radius)
+PV_SIGMA = (0.6, 0.6, 0.4)      #: partial-volume blur of the whole image (Gaussian sigma in voxels)
+PV_RADIUS = (2, 2, 1)           #: the blur kernel is cut here, in voxels (never above LESION_MARGIN)
 NOISE_SIGMA = (10.0, 20.0)      # HU: standard deviation of the noise, drawn per case
 HU_MIN, HU_MAX = -1024, 3071    # range of a 12-bit CT scanner
 
-# Portal venous phase, HU value of each tissue drawn uniformly per case from this range.
+#: Portal venous phase, HU value of each tissue drawn uniformly per case from this range.
 HU_RANGES = {
     "air": (-1000, -1000),
     "table_shell": (100, 200),
@@ -103,7 +103,7 @@ HU_RANGES = {
 }
 TISSUES = tuple(HU_RANGES)
 ID = {name: i for i, name in enumerate(TISSUES)}
-# amplitude (HU) of the smooth random texture added to each tissue
+#: amplitude (HU) of the smooth random texture added to each tissue
 TEXTURE_HU = {"fat": 6.0, "muscle": 5.0, "bowel": 12.0, "liver": 4.0, "spleen": 4.0,
               "kidney_medulla": 6.0, "cancellous": 35.0, "fluid": 4.0}
 TUMOUR_HU = (20.0, 45.0)        # core, drawn per tumour

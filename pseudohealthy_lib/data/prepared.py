@@ -153,7 +153,7 @@ def prepare(data: str | Path | None, out: str | Path, modality: str = "flair", s
 
 
 def load_prepared(path: str | Path) -> PreparedSlices:
-    """Load a file written by :func:`prepare` (raises :class:`DataError` naming it if bad)."""
+    """Load a file written by :func:`prepare` (raises :class:`~pseudohealthy_lib.utils.DataError` naming it if bad)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: prepared file not found (make one with `python -m pseudohealthy_lib prepare`)")
@@ -207,6 +207,7 @@ class UnpairedDataset(_SliceDataset):
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw the pairing of pathological and domain-B slices for ``epoch`` (seeded)."""
         rng = np.random.default_rng([self.seed, epoch])
         self._pa, self._pb = rng.permutation(len(self.path)), rng.permutation(len(self.other))
 
