@@ -1,0 +1,113 @@
+"""Tables the appendices build from the library and the shipped files, so no number is typed.
+
+``{preset-table}``
+    The training presets, read from :data:`pseudohealthy_lib.presets.PRESETS` (and the
+    method-specific changes in ``METHOD_PRESETS``).
+
+``{zoo-runs}``
+    One row per shipped model in ``data/zoo/*/manifest.json``: what was trained, for how
+    many steps, on what hardware and how long it took (``wall_seconds`` as measured by the
+    training engine).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
+
+def _table(title: str, header: list[str], rows: list[list[object]]) -> nodes.table:
+    table = nodes.table(classes=["colwidths-auto"])
+    table += nodes.title(text=title)
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for _ in header:
+        group += nodes.colspec(colwidth=1)
+
+    def row(cells):
+        tr = nodes.row()
+        for cell in cells:
+            entry = nodes.entry()
+            entry += nodes.paragraph(text="" if cell is None else str(cell))
+            tr += entry
+        return tr
+
+    head = nodes.thead()
+    head += row(header)
+    body = nodes.tbody()
+    for r in rows:
+        body += row(r)
+    group += head
+    group += body
+    return table
+
+
+class PresetTable(SphinxDirective):
+    """The presets of ``pseudohealthy_lib.presets`` as a table (``:presets:`` picks some)."""
+
+    option_spec = {"presets": directives.unchanged, "caption": directives.unchanged}
+
+    def run(self):
+        from pseudohealthy_lib import presets
+
+        names = (self.options.get("presets") or " ".join(presets.PRESETS)).replace(",", " ").split()
+        rows = []
+        for name in names:
+            p = presets.PRESETS[name]
+            o = p.get("options", {})
+            rows.append([name, f"{p['size']} × {p['size']}", p["batch_size"], f"{p['steps']:,}",
+                         o.get("ngf"), o.get("n_blocks"), o.get("ndf")])
+        out = [_table(self.options.get("caption", "Training presets (from pseudohealthy_lib.presets)"),
+                      ["preset", "image", "batch", "steps", "generator width (ngf)", "residual blocks",
+                       "discriminator width (ndf)"], rows)]
+        extra = [(m, p, o) for (m, p), o in presets.METHOD_PRESETS.items() if p in names]
+        if extra:
+            def flat(o):
+                for k, v in o.items():
+                    yield from flat(v) if isinstance(v, dict) else [f"{k} {v}"]
+            para = nodes.paragraph(text="Method-specific changes: " + "; ".join(
+                f"{m} at {p}: " + ", ".join(flat(o)) for m, p, o in extra) + ".")
+            out.append(para)
+        return out
+
+
+class ZooRuns(SphinxDirective):
+    """Training runs of the shipped models, from their manifests."""
+
+    option_spec = {"caption": directives.unchanged}
+
+    def run(self):
+        from pseudohealthy_lib import zoo
+
+        root = zoo.zoo_dir()
+        rows = []
+        for manifest in sorted(root.glob("*/manifest.json")):
+            self.env.note_dependency(str(manifest))
+            m = json.loads(manifest.read_text())
+            cfg, hw = m.get("config", {}), m.get("hardware", {})
+            steps, wall = m.get("steps"), m.get("wall_seconds")
+            if hw.get("gpu"):
+                device = str(hw["gpu"])
+            else:
+                device = f"CPU, {hw.get('cpu_count', '?')} cores"
+            precision = str(m.get("precision", "")).removeprefix("torch.")
+            per_step = f"{wall / steps:.2f}" if steps and wall else None
+            rows.append([m.get("name", manifest.parent.name), m.get("preset"),
+                         f"{steps} × {cfg.get('batch_size')}", cfg.get("size"),
+                         f"{wall / 60:.1f}" if wall else None, per_step,
+                         f"{device}, {precision}" if precision else device])
+        if not rows:
+            return [nodes.paragraph(text=f"No shipped models found in {root}.")]
+        return [_table(self.options.get("caption", f"Training runs of the shipped models ({Path(root).name}/*/manifest.json)"),
+                       ["model", "preset", "steps × batch", "image side", "wall time (min)",
+                        "s / step", "hardware, precision"], rows)]
+
+
+def setup(app: Sphinx) -> dict:
+    app.add_directive("preset-table", PresetTable)
+    app.add_directive("zoo-runs", ZooRuns)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
