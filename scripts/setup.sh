@@ -46,7 +46,10 @@ WEB=.venv/web-assets
 HTML_MANAGER=1.0.15 HTML_MANAGER_SHA256=2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d6107638
 REQUIREJS=2.3.8 REQUIREJS_SHA256=777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec
 if [ ! -f "$WEB/.done-$HTML_MANAGER-$REQUIREJS" ]; then
-  command -v npm >/dev/null 2>&1 || apt_install npm
+  if ! command -v npm >/dev/null 2>&1 && ! apt_install npm; then
+    echo "setup.sh: npm is needed once, to fetch the book's web assets from the npm registry" >&2
+    exit 1
+  fi
   rm -rf "$WEB" && mkdir -p "$WEB/tgz"
   (cd "$WEB/tgz" && npm pack --silent "@jupyter-widgets/html-manager@$HTML_MANAGER" "requirejs@$REQUIREJS" >/dev/null)
   echo "$HTML_MANAGER_SHA256  $WEB/tgz/jupyter-widgets-html-manager-$HTML_MANAGER.tgz" | sha256sum -c --quiet
