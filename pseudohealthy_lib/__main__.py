@@ -89,8 +89,20 @@ def _train(a: argparse.Namespace) -> None:
               f"{trainer.wall:.0f} s of training in total")
         if a.export:
             metrics = _metrics_for_zoo(trainer)
-            d = zoo.export(trainer, a.export, metrics)
+            d = zoo.export(trainer, a.export, metrics, command="python -m pseudohealthy_lib " + " ".join(a.argv))
             print(f"exported to {d}: {metrics}")
+
+
+def _zoo(a: argparse.Namespace) -> None:
+    from . import zoo
+
+    if a.train:
+        zoo.ensure(*(zoo.RECIPES if a.train == ["all"] else a.train))
+        return
+    have = set(zoo.available())
+    for name in dict.fromkeys([*zoo.RECIPES, *sorted(have)]):
+        size = f"{zoo.manifest(name)['weights_bytes'] / 1e6:5.1f} MB" if name in have else "  missing"
+        print(f"{name:26s} {size}  train {zoo.RECIPES.get(name, '(no recipe)')}")
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -167,7 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser("zoo", help="list the model zoo, or train the models it is missing",
+                       description="Without options: every model with its recipe and whether it is shipped. "
+                                   "--train NAME ... trains and exports the missing ones ('all' for every recipe).")
+    p.add_argument("--train", nargs="+", metavar="NAME", default=None)
+    p.set_defaults(func=_zoo)
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     a = ap.parse_args(argv)
+    a.argv = argv
     try:
         a.func(a)
     except (DataError, ValueError, FileNotFoundError) as e:

@@ -21,6 +21,57 @@ from .utils import atomic_path
 
 SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric
 
+#: How every shipped model is made: the arguments of ``python -m pseudohealthy_lib train``
+#: (each is run with ``--out runs/NAME --export NAME``). The segmentor comes first: the others'
+#: healthiness is measured with it when they are exported.
+RECIPES = {
+    SEGMENTOR: "segmentor --preset cpu",
+    "cyclegan-resnet-mask": "cyclegan --preset cpu --set generator=resnet --set domain_b=mask",
+    "cyclegan-unet-mask": "cyclegan --preset cpu --set generator=unet --set ngf=16 --set domain_b=mask",
+    # ANT-GAN's ablation study (Fig. 5, Table IV): one preset, one seed
+    "antgan": "antgan --preset cpu",
+    "antgan-cyclegan": "antgan --preset cpu --variant cyclegan",
+    "antgan-cyclegan-shortcut": "antgan --preset cpu --variant cyclegan+shortcut",
+    "antgan-gan": "antgan --preset cpu --variant gan",
+    "antgan-gan+ac": "antgan --preset cpu --variant gan+ac",
+    "antgan-gan+nc": "antgan --preset cpu --variant gan+nc",
+    # the lambda_AM sensitivity study (Fig. 12), with the smaller sweep preset
+    **{f"antgan-sweep-lam{lam:g}": f"antgan --preset sweep --set lambda_am={lam:g}" for lam in (0, 0.01, 0.1, 1, 10, 100)},
+    # a remedy for checkerboards, a labelled variant (the paper's transposed convs stay the default)
+    "antgan-resize": "antgan --preset cpu --set upsample=resize",
+}
+
+
+def train_args(name: str) -> list[str]:
+    """The ``train`` command line that makes zoo model ``name`` (see :data:`RECIPES`)."""
+    if name not in RECIPES:
+        raise KeyError(f"no recipe for '{name}'; known: {', '.join(RECIPES)}")
+    return ["train", *RECIPES[name].split(), "--out", f"runs/{name}", "--export", name]
+
+
+def ensure(*names: str) -> None:
+    """Train and export, with its recipe, every named model that is not in the zoo yet.
+
+    Shipped models are only checked; a missing one costs its full training run (minutes on a
+    GPU, up to about 20 minutes each on two CPU cores). Runs resume from ``runs/NAME``.
+    """
+    from .__main__ import main
+
+    missing = [n for n in names if n not in available()]
+    if missing and SEGMENTOR not in available() and SEGMENTOR not in missing:
+        missing.insert(0, SEGMENTOR)
+    for name in missing:
+        args = train_args(name)
+        print(f"{name} is not in the zoo ({zoo_dir()}): training it now with\n"
+              f"  python -m pseudohealthy_lib {' '.join(args)}", flush=True)
+        cwd = os.getcwd()
+        os.chdir(REPO_DIR)                      # runs/NAME relative to the repository, as from a shell
+        try:
+            if main(args) != 0:
+                raise RuntimeError(f"training '{name}' failed")
+        finally:
+            os.chdir(cwd)
+
 
 def zoo_dir() -> Path:
     """``data/zoo`` in the repository, or ``$PH_ZOO`` if set."""
@@ -39,8 +90,9 @@ def manifest(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def export(trainer: Trainer, name: str, metrics: dict | None = None) -> Path:
-    """Write the trainer's inference networks (fp16) and a manifest to ``zoo_dir()/name``."""
+def export(trainer: Trainer, name: str, metrics: dict | None = None, command: str | None = None) -> Path:
+    """Write the trainer's inference networks (fp16) and a manifest to ``zoo_dir()/name``;
+    ``command`` is the command line that trained it (default: this process's arguments)."""
     d = zoo_dir() / name
     m = trainer.method
     weights = {k: {p: t.detach().to("cpu", torch.float16) if t.is_floating_point() else t.cpu()
@@ -52,7 +104,7 @@ def export(trainer: Trainer, name: str, metrics: dict | None = None) -> Path:
     info = {"name": name, "method": trainer.cfg.method, "preset": trainer.cfg.preset,
             "config": trainer.cfg.to_dict(), "steps": trainer.step, "wall_seconds": round(trainer.wall, 1),
             "hardware": hardware(), "precision": str(trainer.dtype), "world_size": trainer.world,
-            "commit": git_commit(), "command": "python -m pseudohealthy_lib " + " ".join(sys.argv[1:]),
+            "commit": git_commit(), "command": command or "python -m pseudohealthy_lib " + " ".join(sys.argv[1:]),
             "weights_bytes": (d / "weights.pt").stat().st_size, "history": hist[::every],
             "metrics": metrics or {}}
     with atomic_path(d / "manifest.json") as tmp:

@@ -98,6 +98,7 @@ def test_cli_train_export_and_load_pretrained(tiny_prepared, tmp_path, monkeypat
     assert zoo.available() == ["tiny-cyclegan"]
     info = zoo.manifest("tiny-cyclegan")
     assert info["steps"] == 4 and info["method"] == "cyclegan" and info["config"]["options"]["domain_b"] == "mask"
+    assert info["command"] == "python -m pseudohealthy_lib " + " ".join(args)      # the command, not pytest's argv
     assert set(info["metrics"]) == {"dice_AB", "psnr_BA", "ssim_BA", "slices"} and info["hardware"]["torch"]
     model = zoo.load_pretrained("tiny-cyclegan")
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
@@ -106,6 +107,31 @@ def test_cli_train_export_and_load_pretrained(tiny_prepared, tmp_path, monkeypat
     x = torch.rand(1, 1, 32, 32) * 2 - 1
     assert model.translate(x).shape == (1, 1, 32, 32)
     assert main(args[:-2]) == 0                                                  # again: resumes, nothing to do
+
+
+def test_every_shipped_model_was_made_by_its_recipe():
+    """The zoo's recipes are the commands that really made the shipped models (their manifests)."""
+    shipped = zoo.available()
+    assert zoo.SEGMENTOR in shipped and "antgan" in shipped
+    for name in shipped:
+        assert name in zoo.RECIPES, f"{name} is shipped without a recipe"
+        assert zoo.manifest(name)["command"] == "python -m pseudohealthy_lib " + " ".join(zoo.train_args(name)), name
+    with pytest.raises(KeyError, match="no recipe"):
+        zoo.train_args("not-a-model")
+
+
+def test_zoo_ensure_trains_only_what_is_missing(tiny_prepared, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PH_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setitem(zoo.RECIPES, zoo.SEGMENTOR, f"segmentor --preset fast --data {tiny_prepared} --steps 2 --set unet_downs=5")
+    monkeypatch.setitem(zoo.RECIPES, "tiny", f"antgan --preset fast --data {tiny_prepared} --steps 2")
+    monkeypatch.setattr(zoo, "REPO_DIR", tmp_path)                  # runs/NAME under tmp_path
+    zoo.ensure("tiny")                                              # needs the segmentor first
+    assert zoo.available() == sorted(["tiny", zoo.SEGMENTOR])
+    assert zoo.manifest("tiny")["metrics"]["segmentor"] == zoo.SEGMENTOR
+    assert (tmp_path / "runs" / "tiny" / "checkpoint.pt").is_file()
+    capsys.readouterr()
+    zoo.ensure("tiny", zoo.SEGMENTOR)                               # both shipped now: nothing to do
+    assert capsys.readouterr().out == ""
 
 
 def test_ddp_two_processes_stay_in_sync(tiny_prepared, tmp_path):
