@@ -209,6 +209,21 @@ class LambdaExplorer:
 
 
 # --------------------------------------------------------------------------- t-SNE (Fig. 2)
+def tsne_2d(features: np.ndarray, perplexity: float = 30, seed: int = 0) -> np.ndarray:
+    """scikit-learn's t-SNE of (N, D) features to (N, 2), PCA-initialised and seeded.
+
+    The perplexity is capped below N / 3 (t-SNE needs perplexity < N). It runs on one thread:
+    for a few hundred points that is as fast as several, and it does not stall when other work
+    (a training run) holds the other cores, which multi-threaded Barnes-Hut does badly.
+    """
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    perp = min(float(perplexity), (len(features) - 1) / 3)
+    with threadpool_limits(1):
+        return TSNE(2, perplexity=perp, init="pca", random_state=seed).fit_transform(np.asarray(features, np.float32))
+
+
 _CACHE_VERSION = 2          # bump when features or embeddings change meaning
 
 GROUPS = {  # group -> (label, colour, marker)
@@ -316,16 +331,13 @@ class TSNEExplorer:
             z = np.load(path)
             res = {"xy": z["xy"], "groups": list(z["groups"]), "seconds": float(z["seconds"])}
         else:
-            from sklearn.manifold import TSNE
-
             from .utils import atomic_path
 
             feats, groups = self._features(name, space)
             keep = np.concatenate([np.flatnonzero(np.array(groups) == g)[:n] for g in dict.fromkeys(groups)])
             feats, groups = feats[keep], [groups[i] for i in keep]
             t0 = time.perf_counter()
-            perp = min(float(perplexity), (len(feats) - 1) / 3)       # t-SNE needs perplexity < samples
-            xy = TSNE(2, perplexity=perp, init="pca", random_state=self.seed).fit_transform(feats.astype(np.float32))
+            xy = tsne_2d(feats, perplexity, self.seed)
             res = {"xy": xy, "groups": groups, "seconds": time.perf_counter() - t0}
             self.cache.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
