@@ -12,12 +12,16 @@ off: any request that is not file:// fails the page. Per page we check that
 - the left navigation links to every page of the book;
 - notebook pages carry the Colab launch link and the "Open in Colab" badge, both pointing at the
   notebook's path in the repository;
-- pages with stored widget state render their widget views without a kernel.
+- pages with stored widget state render their widget views without a kernel;
+- on notebook pages, every image a code cell outputs sits in a <figure> with a numbered
+  <figcaption> ("Fig. N ..."), except the images of cells the notebook leaves uncaptioned
+  (tests/test_book.py decides which may be), and no output <figure> holds anything but one image.
 
 A full-page screenshot of each page goes to _build/browser-screenshots/ (a test artefact).
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
+import nbformat
 import pytest
 import yaml
 
@@ -127,6 +132,16 @@ INSPECT = r"""
   const widgetState = !!document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]');
   const widgetViews = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')];
   const rendered = widgetViews.filter(s => s.parentElement.querySelector('.jupyter-widgets, [class*="widget-"]:not(.widget-subarea)'));
+  // Images in cell outputs and the figures around them (captions come from the cells' mystnb metadata).
+  const caption = fig => {
+    const cap = fig && fig.querySelector(':scope > figcaption');
+    const num = cap && cap.querySelector('.caption-number');
+    return cap ? {text: cap.textContent.trim(), number: num ? num.textContent.trim() : ''} : null;
+  };
+  const outputImgs = [...article.querySelectorAll('.cell_output img')].map(i => ({
+      src: i.getAttribute('src'), caption: caption(i.closest('figure'))}));
+  const outputFigures = [...article.querySelectorAll('.cell_output figure')].map(f => ({
+      id: f.id, imgs: f.querySelectorAll('img').length, children: f.children.length, caption: caption(f)}));
   const widgetEls = [...article.querySelectorAll('.jupyter-widgets, [class*="widget-"]:not(.widget-subarea)')]
       .filter(el => { const [w, h] = rect(el); return w > 0 && h > 0; });
   return {
@@ -134,7 +149,7 @@ INSPECT = r"""
     mathCount: math.length,
     mathTypeset: math.filter(m => m.querySelector('mjx-container')).length,
     mjxErrors: article.querySelectorAll('mjx-merror').length,
-    navLinks, launch, badges, widgetState,
+    navLinks, launch, badges, widgetState, outputImgs, outputFigures,
     widgetViews: widgetViews.length, widgetViewsRendered: rendered.length, widgetVisible: widgetEls.length,
   };
 }
@@ -154,9 +169,25 @@ WAIT_WIDGETS = """
 """
 
 
+def expected_output_images(notebook: Path) -> tuple[int, int]:
+    """(captioned, uncaptioned): how many PNG images the notebook's code cells show in HTML, split by
+    whether the cell carries a myst-nb figure caption. An output shows its PNG when no mime type that
+    myst-nb prefers for HTML is in the same bundle."""
+    preferred = {"application/vnd.jupyter.widget-view+json", "application/javascript", "text/html", "image/svg+xml"}
+    counts = [0, 0]
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        figure = (cell.metadata.get("mystnb") or {}).get("figure") or {}
+        n = sum(1 for o in cell.get("outputs", []) if "image/png" in o.get("data", {}) and not preferred & set(o["data"]))
+        counts[0 if str(figure.get("caption") or "").strip() else 1] += n
+    return counts[0], counts[1]
+
+
 def check_page(ctx, path: Path, html_root: Path, expect_nav: list[Path], notebook_url: str | None,
-               shot: Path | None = None) -> list[str]:
-    """Open one page and return the problems found (an empty list when all is well)."""
+               shot: Path | None = None, figures: tuple[int, int] | None = None) -> list[str]:
+    """Open one page and return the problems found (an empty list when all is well). ``figures``:
+    for notebook pages, (captioned, uncaptioned) output images expected (``expected_output_images``)."""
     problems: list[str] = []
     page = ctx.new_page()
 
@@ -217,6 +248,25 @@ def check_page(ctx, path: Path, html_root: Path, expect_nav: list[Path], noteboo
         if info["widgetViewsRendered"] < info["widgetViews"] or not info["widgetVisible"]:
             problems.append(f"widgets: {info['widgetViewsRendered']} of {info['widgetViews']} views rendered, "
                             f"{info['widgetVisible']} widget elements visible")
+    if figures is not None:
+        problems += figure_problems(info, *figures)
+    return problems
+
+
+def figure_problems(info: dict, captioned: int, uncaptioned: int) -> list[str]:
+    problems = []
+    in_figure = [i for i in info["outputImgs"] if i["caption"] is not None]
+    bare = [i for i in info["outputImgs"] if i["caption"] is None]
+    if len(in_figure) != captioned or len(bare) != uncaptioned:
+        problems.append(f"cell output images: {len(in_figure)} in a captioned <figure>, {len(bare)} without, "
+                        f"expected {captioned} and {uncaptioned} from the notebook's cell metadata")
+    for f in info["outputFigures"]:
+        cap = f["caption"]
+        if f["imgs"] != 1 or f["children"] != 2:
+            problems.append(f"output figure #{f['id']}: {f['imgs']} images, {f['children']} children "
+                            "(expected one image and its caption; a cell with several displayed outputs?)")
+        if cap is None or not re.fullmatch(r"Fig\. \d+(\.\d+)*", cap["number"]) or len(cap["text"]) <= len(cap["number"]):
+            problems.append(f"output figure #{f['id']}: no numbered <figcaption> (found {cap})")
     return problems
 
 
@@ -251,9 +301,11 @@ def test_every_page_in_chromium(book_html, chromium):
     report, start = {}, time.perf_counter()
     for path in pages:
         docname = str(path.relative_to(book_html).with_suffix(""))
-        url = colab_url(docname) if (ROOT / f"{docname}.ipynb").is_file() else None
+        notebook = ROOT / f"{docname}.ipynb"
+        url = colab_url(docname) if notebook.is_file() else None
+        figures = expected_output_images(notebook) if notebook.is_file() else None
         shot = SHOTS / f"{docname.replace('/', '__')}.png"
-        problems = check_page(chromium, path, book_html, pages, url, shot)
+        problems = check_page(chromium, path, book_html, pages, url, shot, figures)
         if problems:
             report[docname] = problems
     took = time.perf_counter() - start
