@@ -41,7 +41,8 @@ def _rgb(gray: np.ndarray) -> np.ndarray:
 
 
 def panel(image: np.ndarray, output: np.ndarray, mask: np.ndarray, diff_max: float = 0.5) -> np.ndarray:
-    """One RGB row (H, 4W + 3 gaps, 3): input | output | |output - input| | lesion mask over the input."""
+    """One RGB row (H, 4W + 3 gaps, 3): the input, the output, the absolute difference
+    ``|output - input|`` and the lesion mask over the input."""
     cmap = plt.get_cmap("inferno")
     diff = cmap(np.clip(np.abs(output - image) / diff_max, 0, 1))[..., :3]
     over = _rgb(image)
@@ -226,7 +227,8 @@ def tsne_2d(features: np.ndarray, perplexity: float = 30, seed: int = 0) -> np.n
 
 _CACHE_VERSION = 2          # bump when features or embeddings change meaning
 
-GROUPS = {  # group -> (label, colour, marker)
+#: The four groups of points of a t-SNE plot: group -> (label, colour, marker).
+GROUPS = {
     "healthy": ("healthy x_n", "tab:blue", "o"),
     "lesion": ("lesion x_a", "tab:red", "o"),
     "pseudo_healthy": ("G_A2N(x_a)", "tab:cyan", "^"),
@@ -238,7 +240,7 @@ class TSNEExplorer:
     """t-SNE of healthy and lesion test slices and of their translations, for several models.
 
     ``models`` maps a display name to a zoo name (or a model). For each model the explorer holds
-    the four groups of :data:`GROUPS` (G_N2A(x_n) only where the model has a G_N2A). Feature spaces:
+    the four groups of ``GROUPS`` (G_N2A(x_n) only where the model has a G_N2A). Feature spaces:
 
     * ``pixels``: the raw images, flattened;
     * ``pca``: the first 50 principal components of the pixels (fitted on the real slices only);

@@ -184,7 +184,7 @@ def diversity_ratio(outputs, inputs, pairs: int = 2000, seed: int = 0) -> float:
 
 def error_removed(outputs, inputs, truths, region) -> float:
     """Share of the lesion's deviation from the true healthy image that a model removed, over
-    ``region`` (e.g. one tumour part): 1 - mean|G(x) - truth| / mean|x - truth|.
+    ``region`` (e.g. one tumour part): ``1 - mean|G(x) - truth| / mean|x - truth|``.
     1 = the truth restored, 0 = nothing done, < 0 = made worse; ``nan`` for an empty region."""
     r = _np(region) > 0.5
     if not r.any():

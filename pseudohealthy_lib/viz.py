@@ -54,6 +54,10 @@ def plot_history(history: list[dict], keys: list[str], ax=None, smooth: int = 25
     """Loss curves from a training history (list of {'step': .., key: value}), moving-averaged."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 2.8))
+    absent = [k for k in keys if not any(k in h for h in history)]
+    if absent:
+        have = sorted({k for h in history for k in h} - {"step"})
+        raise KeyError(f"not in the training history: {absent}; it has {have}")
     steps = np.array([h["step"] for h in history])
     for k in keys:
         v = np.array([h.get(k, np.nan) for h in history], float)

@@ -67,10 +67,7 @@ def test_chapter_conventions(name):
 # name; a cell may therefore carry a caption only if its image is its one displayed output.
 # Cells that show a training progress bar (a widget) before their plot cannot be captioned that way;
 # they are listed here by notebook and cell id (the fix is to move the plot into a cell of its own).
-UNCAPTIONABLE = {
-    ("book/02_cyclegan", "ea233e5e"): "tqdm widget of Trainer.fit() and plot_history in one cell",
-    ("book/03_antgan", "5d79ae5c"): "tqdm widget of Trainer.fit() and plot_history in one cell",
-}
+UNCAPTIONABLE: dict = {}   # (chapter, cell id) -> why a figure cannot carry a caption; empty today
 
 
 def displayed_outputs(cell) -> list[dict]:

@@ -92,3 +92,13 @@ def test_tsne_explorer_cache_vote_and_missing_generator(data, tmp_path):
         ex.embed("same", "segmentor")
     with pytest.raises(ValueError, match="unknown feature space"):
         ex.embed("same", "wavelets")
+
+
+def test_plot_history_refuses_keys_it_does_not_have():
+    from pseudohealthy_lib import viz
+
+    hist = [{"step": s, "G": 1.0 / (s + 1), "D": 0.5} for s in range(10)]
+    ax = viz.plot_history(hist, ["G", "D"])
+    assert len(ax.lines) == 2
+    with pytest.raises(KeyError, match="D_A"):
+        viz.plot_history(hist, ["G", "D_A"])
