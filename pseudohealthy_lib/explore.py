@@ -227,7 +227,7 @@ def tsne_2d(features: np.ndarray, perplexity: float = 30, seed: int = 0) -> np.n
 
 _CACHE_VERSION = 2          # bump when features or embeddings change meaning
 
-#: The four groups of points of a t-SNE plot: group -> (label, colour, marker).
+#: The four groups of points of a t-SNE plot, each with its label, colour and marker.
 GROUPS = {
     "healthy": ("healthy x_n", "tab:blue", "o"),
     "lesion": ("lesion x_a", "tab:red", "o"),

@@ -21,8 +21,8 @@ from .utils import atomic_path
 
 SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric
 
-#: How every shipped model is made: the arguments of ``python -m pseudohealthy_lib train``
-#: (each is run with ``--out runs/NAME --export NAME``). The segmentor comes first: the others'
+#: The arguments of ``python -m pseudohealthy_lib train`` that make each shipped model, run
+#: with ``--out runs/NAME --export NAME``. The segmentor comes first, because the others'
 #: healthiness is measured with it when they are exported.
 RECIPES = {
     SEGMENTOR: "segmentor --preset cpu",
