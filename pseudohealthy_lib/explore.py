@@ -195,8 +195,9 @@ class LambdaExplorer:
 
     def time_interaction(self, repeats: int = 20) -> float:
         """Mean seconds per control change (moving the slider through every lambda_AM), measured on
-        the widget's own callbacks. Call after :meth:`widget`."""
+        the widget's own callbacks; the controls are set back afterwards. Call after :meth:`widget`."""
         lam_w, case_w, met_w, *_ = self._controls
+        start = (lam_w.value, case_w.value, met_w.value)
         t0 = time.perf_counter()
         n = 0
         for r in range(repeats):
@@ -206,7 +207,9 @@ class LambdaExplorer:
             case_w.value = r % len(self.cases)
             met_w.value = self.metric_names[r % len(self.metric_names)]
             n += 2
-        return (time.perf_counter() - t0) / n
+        seconds = (time.perf_counter() - t0) / n
+        lam_w.value, case_w.value, met_w.value = start          # leave the explorer as it was
+        return seconds
 
 
 # --------------------------------------------------------------------------- t-SNE (Fig. 2)

@@ -138,7 +138,9 @@ INSPECT = r"""
     const num = cap && cap.querySelector('.caption-number');
     return cap ? {text: cap.textContent.trim(), number: num ? num.textContent.trim() : ''} : null;
   };
-  const outputImgs = [...article.querySelectorAll('.cell_output img')].map(i => ({
+  // (images a widget view draws, e.g. an ipywidgets.Image, are widget content, not figures)
+  const outputImgs = [...article.querySelectorAll('.cell_output img')]
+      .filter(i => !i.closest('.jupyter-widgets')).map(i => ({
       src: i.getAttribute('src'), caption: caption(i.closest('figure'))}));
   const outputFigures = [...article.querySelectorAll('.cell_output figure')].map(f => ({
       id: f.id, imgs: f.querySelectorAll('img').length, children: f.children.length, caption: caption(f)}));

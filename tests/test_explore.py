@@ -64,7 +64,9 @@ def test_lambda_explorer_lookups_and_speed(data):
     assert img.value == expect
     met_w.value = "identity"
     assert curve.value == ex._curves[("identity", 10.0)]
+    before = (lam_w.value, case_w.value, met_w.value, img.value)
     assert ex.time_interaction(repeats=3) < 0.3
+    assert (lam_w.value, case_w.value, met_w.value, img.value) == before     # left as it was
     assert len(box.children) == 4
     fig = ex.figure(lam=1.0, case=0)
     assert len(fig.axes) == 5
