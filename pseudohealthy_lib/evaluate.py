@@ -69,7 +69,7 @@ def metrics_table(models: dict[str, str], columns=None, extra_rows: dict | None 
     missing = [n for n in models if n not in zoo.available()]
     if missing:
         raise FileNotFoundError(f"not in the zoo ({zoo.zoo_dir()}): {', '.join(missing)}; "
-                                "train them with scripts/train_antgan_studies.sh")
+                                "train them with `python -m pseudohealthy_lib zoo --train NAME ...`")
     rows = dict(extra_rows or {}) | {label: zoo.manifest(n)["metrics"] for n, label in models.items()}
     return pd.DataFrame({label: {c: m.get(c) for c in columns} for label, m in rows.items()}).T.astype(float)
 
