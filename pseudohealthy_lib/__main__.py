@@ -5,30 +5,60 @@ import argparse
 import sys
 import time
 
-from .utils import DataError
+from .utils import DataError, OptionError, exit_on_sigterm
+
+
+def _at_least(minimum: int):
+    """argparse type: a whole number >= ``minimum`` (argparse names the option in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _slice_range(text: str) -> tuple[int | None, int | None]:
+    """argparse type of --slice-range: ``START:STOP`` (either may be left out) with 0 <= START < STOP."""
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        start, stop = (int(v) if v.strip() else None for v in (start, stop))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:STOP such as 40:100, got '{text}'") from None
+    if (start is not None and start < 0) or (start is not None and stop is not None and start >= stop):
+        raise argparse.ArgumentTypeError(f"'{text}' is empty or negative; need 0 <= START < STOP")
+    return start, stop
 
 
 def _phantom(a: argparse.Namespace) -> None:
+    exit_on_sigterm()
     if a.organ == "liver":
         from .data import phantom_ct
 
+        if a.lesion is not None or a.modalities is not None:
+            raise OptionError("--lesion and --modalities are options of --organ brain, not liver")
         t0 = time.perf_counter()
         ids = phantom_ct.generate(a.out, a.subjects, a.seed)
     else:
         from .data import phantom
 
-        mods = tuple(a.modalities.split(","))
+        mods = phantom.MODALITIES if a.modalities is None else tuple(m.strip() for m in a.modalities.split(","))
         t0 = time.perf_counter()
-        ids = phantom.generate(a.out, a.subjects, a.seed, a.lesion, mods, workers=a.workers)
+        ids = phantom.generate(a.out, a.subjects, a.seed, a.lesion or "glioma", mods, workers=a.workers)
     dt = time.perf_counter() - t0
     print(f"wrote {len(ids)} {a.organ} subjects to {a.out} in {dt:.1f} s")
 
 
 def _prepare(a: argparse.Namespace) -> None:
+    exit_on_sigterm()
     from .data.prepared import load_prepared, prepare
 
-    rng = tuple(int(v) for v in a.slice_range.split(":")) if a.slice_range else None
-    out = prepare(a.data, a.out, modality=a.modality, size=a.size, n_slices=a.slices, slice_range=rng,
+    out = prepare(a.data, a.out, modality=a.modality, size=a.size, n_slices=a.slices, slice_range=a.slice_range,
                   min_area=a.min_area, region=a.region, seed=a.seed)
     p = load_prepared(out)
     print(f"wrote {out}: {len(p)} slices of {a.size}x{a.size}; {p.summary()}")
@@ -45,19 +75,16 @@ def _value(text: str):
 
 
 def _metrics_for_zoo(trainer) -> dict:
-    """Test-split metrics stored in a zoo manifest: the full pseudo-healthy set (with the shipped
-    f_pre segmentor for healthiness, if present) or the method's own."""
+    """Test-split metrics stored in a zoo manifest, from the one evaluation path (translators
+    are judged by the shipped f_pre segmentor, if present)."""
     from . import zoo
-    from .evaluate import evaluate
+    from .evaluate import evaluate, to_json
 
-    m = trainer.method
-    m.eval()
-    if getattr(m, "pseudo_healthy", False):
-        seg = zoo.load_pretrained(zoo.SEGMENTOR, trainer.device) if zoo.SEGMENTOR in zoo.available() else None
-        res = evaluate(m, trainer.data, "test", segmentor=seg)
-        res["segmentor"] = zoo.SEGMENTOR if seg is not None else None
-        return res
-    return m.evaluate(trainer.data, "test") if hasattr(m, "evaluate") else {}
+    judge = zoo.load_pretrained(zoo.SEGMENTOR, trainer.device) if (
+        getattr(trainer.method, "pseudo_healthy", False) and zoo.SEGMENTOR in zoo.available()) else None
+    res = to_json(evaluate(trainer.method, trainer.data, "test", segmentor=judge))
+    res.pop("uncertainty", None)
+    return res
 
 
 def _train(a: argparse.Namespace) -> None:
@@ -76,7 +103,7 @@ def _train(a: argparse.Namespace) -> None:
         k, _, v = kv.partition("=")
         options[k] = _value(v)
     over = {"options": options}
-    for k in ("steps", "batch_size", "seed", "data", "amp", "size", "subjects"):
+    for k in ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed"):
         if getattr(a, k) is not None:
             over[k] = getattr(a, k)
     cfg = presets.config(a.method, a.preset, **over)
@@ -99,6 +126,10 @@ def _zoo(a: argparse.Namespace) -> None:
     if a.train:
         zoo.ensure(*(zoo.RECIPES if a.train == ["all"] else a.train))
         return
+    if a.reevaluate:
+        for name in (zoo.available() if a.reevaluate == ["all"] else a.reevaluate):
+            print(f"{name}: {zoo.reevaluate(name)}", flush=True)
+        return
     have = set(zoo.available())
     for name in dict.fromkeys([*zoo.RECIPES, *sorted(have)]):
         size = f"{zoo.manifest(name)['weights_bytes'] / 1e6:5.1f} MB" if name in have else "  missing"
@@ -109,17 +140,38 @@ def _evaluate(a: argparse.Namespace) -> None:
     import json
 
     from .data import load_prepared
-    from .evaluate import evaluate, load_model
+    from .evaluate import evaluate, evaluate_seeds, load_model, to_json
 
-    model = load_model(a.model)
-    segmentor = load_model(a.segmentor) if a.segmentor else None
-    res = evaluate(model, load_prepared(a.data), a.split, segmentor=segmentor)
+    data = load_prepared(a.data)
+    judge = load_model(a.segmentor) if a.segmentor else None
+    if len(a.model) > 1:
+        res = evaluate_seeds([load_model(m) for m in a.model], data, a.split, segmentor=judge)
+    else:
+        res = evaluate(load_model(a.model[0]), data, a.split, segmentor=judge, references=a.references)
+    res = to_json(res)
     if a.json:
         print(json.dumps(res))
-    else:
-        width = max(map(len, res))
-        for k, v in res.items():
-            print(f"{k:{width}s}  {'n/a (needs ground truth or a segmentor)' if v is None else round(v, 4)}")
+        return
+    if "across_seeds" in res:
+        print(f"{len(a.model)} models (seeds): mean ± std across seeds")
+        for k, v in res["across_seeds"].items():
+            print(f"  {k:20s} {v['mean']:.4f} ± {v['std']:.4f}")
+        return
+    unc = res.get("uncertainty", {})
+    for k, v in res.items():
+        if isinstance(v, (dict, list)):
+            continue
+        line = f"{k:20s} {'n/a (needs ground truth or a judge)' if v is None else (round(v, 4) if isinstance(v, float) else v)}"
+        if k in unc and unc[k]["subject_mean"] is not None:
+            u = unc[k]
+            line += (f"   subjects: {u['subject_mean']:.4f} ± {u['subject_std']:.4f}, "
+                     f"95% CI [{u['ci95'][0]:.4f}, {u['ci95'][1]:.4f}], n={u['n_subjects']}")
+        print(line)
+    for k in ("judge", "notes"):
+        if k in res:
+            print(f"{k}: {res[k]}")
+    for name, row in res.get("references", {}).items():
+        print(f"reference '{name}': " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,12 +181,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("phantom", help="generate a synthetic dataset with healthy ground truth")
     p.add_argument("--out", required=True, help="output folder (BraTS 2018-2021 layout; LiTS layout for --organ liver)")
-    p.add_argument("--subjects", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lesion", choices=["glioma", "stroke"], default="glioma")
+    p.add_argument("--subjects", type=_at_least(1), default=10)
+    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--lesion", choices=["glioma", "stroke"], default=None, help="brain only (default: glioma)")
     p.add_argument("--organ", choices=["brain", "liver"], default="brain")
-    p.add_argument("--modalities", default="flair,t1,t1ce,t2", help="comma-separated, brain only")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: CPU cores, at most 4)")
+    p.add_argument("--modalities", default=None, help="comma-separated, brain only (default: flair,t1,t1ce,t2)")
+    p.add_argument("--workers", type=_at_least(1), default=None, help="processes (default: CPU cores, at most 4)")
     p.set_defaults(func=_phantom)
 
     p = sub.add_parser("prepare", help="turn volumes into one cached file of 2-D slices")
@@ -142,12 +194,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="dataset folder (BraTS, ISLES 2015, LiTS or a phantom); default: $PH_DATA_ROOT")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--modality", default="flair")
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--slices", type=int, default=60, help="middle band of N axial slices")
-    p.add_argument("--slice-range", default=None, help="START:STOP instead of the middle band")
-    p.add_argument("--min-area", type=int, default=100, help="lesion pixels for a pathological slice")
+    p.add_argument("--size", type=_at_least(1), default=128)
+    p.add_argument("--slices", type=_at_least(1), default=60, help="middle band of N axial slices")
+    p.add_argument("--slice-range", type=_slice_range, default=None,
+                   help="START:STOP (STOP excluded) instead of the middle band")
+    p.add_argument("--min-area", type=_at_least(1), default=100, help="lesion pixels for a pathological slice")
     p.add_argument("--region", default=None, help="lesion region: wt, tc, et (BraTS), lesion, tumour, liver")
-    p.add_argument("--seed", type=int, default=0, help="seed of the patient-level split")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the patient-level split")
     p.set_defaults(func=_prepare)
 
     from .methods import METHODS
@@ -161,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="prepared .npz (default: the phantom dataset, made on first use)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
     p.add_argument("--size", type=int, default=None, help="image side for the default phantom data")
     p.add_argument("--subjects", type=int, default=None, help="phantom subjects for the default data")
+    p.add_argument("--data-seed", type=int, default=None, help="seed of the default phantom (default 0)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--out", default=None, help="run folder (default runs/METHOD-PRESET)")
@@ -171,10 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", default=None, metavar="NAME", help="after training, write data/zoo/NAME")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="metrics of a trained generator on a prepared dataset")
-    p.add_argument("model", help="zoo name, run folder or checkpoint.pt")
+    p = sub.add_parser("evaluate", help="metrics of a trained model on a prepared dataset",
+                       description="Evaluate a translator, segmentor or classifier (see pseudohealthy_lib.evaluate). "
+                                   "Several MODELs: one recipe trained with different seeds; prints the spread across seeds.")
+    p.add_argument("model", nargs="+", help="zoo name, run folder or checkpoint.pt (several: seeds of one recipe)")
     p.add_argument("--data", required=True, help="prepared .npz (phantom or real data)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="train, val, test or all")
+    p.add_argument("--references", action="store_true",
+                   help="add the reference rows: doing nothing, oracle, inpainting with the true mask, intensity threshold")
     p.add_argument("--segmentor", default=None, help="f_pre for healthiness: zoo name or checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_evaluate)
@@ -183,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                        description="Without options: every model with its recipe and whether it is shipped. "
                                    "--train NAME ... trains and exports the missing ones ('all' for every recipe).")
     p.add_argument("--train", nargs="+", metavar="NAME", default=None)
+    p.add_argument("--reevaluate", nargs="+", metavar="NAME", default=None,
+                   help="evaluate shipped models again with the current metrics and store them in their manifests")
     p.set_defaults(func=_zoo)
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -190,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     a.argv = argv
     try:
         a.func(a)
-    except (DataError, ValueError, FileNotFoundError) as e:
+    # User mistakes (bad data, bad options, paths that are missing, folders or not allowed) get one
+    # line and exit code 2; anything else is a bug in the library and keeps its traceback.
+    # TODO(issue 11): narrow once train/evaluate raise OptionError (drop ValueError from this tuple)
+    except (DataError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .utils import OptionError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 
@@ -23,7 +25,7 @@ def data_root(path: str | os.PathLike | None = None) -> Path:
     if path is None:
         path = os.environ.get("PH_DATA_ROOT")
     if not path:
-        raise ValueError("no data folder given: pass a path or set the PH_DATA_ROOT environment variable")
+        raise OptionError("no data folder given: pass a path (--data) or set the PH_DATA_ROOT environment variable")
     return Path(path).expanduser()
 
 

@@ -58,6 +58,7 @@ class TrainConfig:
     size: int = 128                # image side; the default data is prepared at this size
     data: str | None = None        # prepared .npz; None = the default phantom dataset
     subjects: int | None = None    # phantom subjects for the default data (None: library default)
+    data_seed: int = 0             # seed of the default phantom (another seed = other subjects)
     amp: str = "auto"              # auto | bf16 | fp16 | off
     channels_last: str = "auto"    # auto (on for CUDA) | on | off
     compile: bool = False
@@ -280,7 +281,8 @@ class Trainer:
     def _load_data(self):
         from .data import default, load_prepared
 
-        path = self.cfg.data or default.phantom_dataset(self.cfg.subjects, size=self.cfg.size, progress=self.progress)
+        path = self.cfg.data or default.phantom_dataset(self.cfg.subjects, seed=self.cfg.data_seed, size=self.cfg.size,
+                                                                progress=self.progress)
         return load_prepared(path)
 
     def _batch_indices(self, step: int) -> list[int]:

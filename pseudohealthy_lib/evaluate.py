@@ -1,11 +1,35 @@
-"""Evaluate a pseudo-healthy generator on a prepared dataset: every metric the book reports.
+"""One evaluation path for every model in the book.
 
-``python -m pseudohealthy_lib evaluate MODEL --data FILE [--json]`` calls :func:`evaluate`.
-MODEL is a zoo name, a run folder or a ``checkpoint.pt``. Metrics that need the phantom's
-healthy ground truth are ``None`` on real data.
+``python -m pseudohealthy_lib evaluate MODEL [MODEL ...] --data FILE [--json]`` calls
+:func:`evaluate` (several MODELs: one recipe trained with different seeds, see
+:func:`evaluate_seeds`). MODEL is a zoo name, a run folder or a ``checkpoint.pt``; from Python
+it may also be any object with ``translate``, ``predict`` or ``classify``, or a plain function
+from a batch of slices (B, 1, H, W) in [-1, 1] to pseudo-healthy slices.
+
+What kind of model it is decides what is measured (all images compared in [0, 1]):
+
+=============  ===============================================================================
+kind           metrics (per slice unless pooled; see :data:`TRANSLATOR_KEYS` for definitions)
+=============  ===============================================================================
+translator     identity, healthiness (with a judge), tissue and lesion fidelity, detection
+               from the difference map, change on healthy slices, checkerboard, speed
+segmentor      Dice on lesion slices, false-alarm rate on lesion-free slices, detection
+classifier     accuracy, precision, recall, F1, ROC AUC
+mask           CycleGAN with domain B = masks: A -> B judged as segmentation (Dice of
+translator     G_AB(x) > 0), B -> A as synthesis (PSNR and SSIM of G_BA(mask) against x)
+=============  ===============================================================================
+
+Every result keeps its per-slice values and the subject of each slice, so that aggregates come
+with their spread: the mean over slices (as the papers report), the mean and standard
+deviation over subjects and a 95 % bootstrap interval over subjects (:func:`summarise`).
+:func:`paired_test` compares two results subject by subject (Wilcoxon signed-rank).
+:func:`references` computes the reference rows every table shows: doing nothing, the oracle
+(the true healthy image, phantoms only), classical inpainting given the true mask, and, for
+detection, thresholding the image intensity itself.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -14,15 +38,102 @@ import torch
 
 from . import metrics as M
 from .data import preprocess as pp
-from .data.prepared import PairedDataset
+
+#: Per-slice metrics of a translator (pathological slices unless said otherwise).
+TRANSLATOR_KEYS = {
+    "identity": "PHS-GAN identity: masked MS-SSIM of output and input outside the lesion (1 = untouched)",
+    "psnr_tissue": "PSNR (dB) of output vs input over tissue outside the lesion (not background)",
+    "ssim_tissue": "SSIM of output vs input, averaged over tissue outside the lesion",
+    "psnr_lesion": "PSNR (dB) inside the lesion vs the true healthy image (BraTS 2023 inpainting scoring)",
+    "ssim_lesion": "SSIM inside the lesion vs the true healthy image",
+    "mae_lesion": "mean absolute error inside the lesion vs the true healthy image",
+    "change_healthy": "mean |G(x) - x| over tissue of lesion-free slices (should be ~0)",
+}
+#: Pooled metrics of a translator (computed over all slices of the split at once).
+POOLED_KEYS = {
+    "healthiness": "PHS-GAN: 1 - mean lesion pixels the judge finds in G(x) / mean true lesion pixels",
+    "healthiness_smile": "SMILE: 1 - lesion pixels the judge finds in G(x) / those it finds in x",
+    "auprc": "area under the precision-recall curve of |x - G(x)| as a lesion detector (tissue "
+             "pixels of lesion and lesion-free slices)",
+    "dice_max": "⌈Dice⌉ of |x - G(x)|: best Dice over thresholds (optimistic: chosen on the test data)",
+    "dice_val": "Dice of |x - G(x)| > t, t chosen on the validation split",
+    "checkerboard": "checkerboard ratio of the changes to tissue outside the lesion (about 1: none)",
+}
 
 
-def load_model(spec: str, device: str | torch.device = "cpu"):
-    """A trained method from a zoo name, a run folder or a checkpoint file (eval mode)."""
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Put ``model`` in eval mode and restore every submodule's own mode afterwards, whatever
+    happens inside (dropout and batch-norm layers must not be left in the wrong state)."""
+    if not isinstance(model, torch.nn.Module):
+        yield model
+        return
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def _device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class FunctionTranslator(torch.nn.Module):
+    """Wraps a plain function ``f(x) -> G(x)`` on (B, 1, H, W) tensors in [-1, 1] as a translator."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def translate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+class DoNothing(torch.nn.Module):
+    """The baseline every pseudo-healthy generator has to beat: output = input."""
+
+    def translate(self, x: torch.Tensor, direction: str = "AB") -> torch.Tensor:
+        return x
+
+
+def kind_of(model) -> str:
+    """``'mask translator'``, ``'translator'``, ``'segmentor'`` or ``'classifier'``."""
+    if hasattr(model, "translate"):
+        opt = getattr(model, "opt", {}) or {}
+        return "mask translator" if opt.get("domain_b") == "mask" else "translator"
+    if hasattr(model, "predict"):
+        return "segmentor"
+    if hasattr(model, "classify"):
+        return "classifier"
+    if callable(model):
+        return "translator"
+    raise TypeError(f"cannot evaluate {type(model).__name__}: it has no translate, predict or classify "
+                    "method and is not a function")
+
+
+def load_model(spec, device: str | torch.device = "cpu"):
+    """A trained model from a zoo name, a run folder or a checkpoint file (in eval mode)."""
     from . import zoo
     from .engine import CHECKPOINT, TrainConfig
     from .methods import get_method
 
+    if not isinstance(spec, (str, Path)):
+        return spec
     path = Path(spec)
     if path.is_dir():
         path = path / CHECKPOINT
@@ -33,112 +144,400 @@ def load_model(spec: str, device: str | torch.device = "cpu"):
             net.load_state_dict(s["nets"][k])
         method.manifest = None
         return method.to(device).eval()
-    if spec in zoo.available():
-        return zoo.load_pretrained(spec, device)
+    if str(spec) in zoo.available():
+        return zoo.load_pretrained(str(spec), device)
     raise FileNotFoundError(f"{spec}: neither a checkpoint, a run folder nor a zoo model "
-                            f"(zoo: {', '.join(zoo.available()) or 'empty'})")
+                            f"(zoo {zoo.zoo_dir()}: {', '.join(zoo.available()) or 'empty'})")
 
 
-class DoNothing(torch.nn.Module):
-    """The baseline every pseudo-healthy generator has to beat: output = input."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))      # so that it has a device
-
-    def translate(self, x: torch.Tensor, direction: str = "AB") -> torch.Tensor:
-        return x
+# ---------------------------------------------------------------------------------------------
+# data
 
 
-TABLE_COLUMNS = ["psnr_healthy", "identity", "healthiness", "dice_diff", "ap_diff",
-                 "psnr_lesion_gt", "ssim_lesion_gt", "change_on_healthy"]
+def _split(data, split: str | None, label: int | None = None) -> np.ndarray:
+    return data.select(None if split in (None, "all") else split, label)
 
 
-def metrics_table(models: dict[str, str], columns=None, extra_rows: dict | None = None):
-    """A pandas table of the test metrics recorded in zoo manifests (written by ``train``).
-
-    ``models`` maps zoo name -> row label; ``extra_rows`` (label -> metrics dict, e.g. the
-    do-nothing baseline computed with :func:`evaluate`) come first. Missing zoo models are
-    reported, not skipped silently.
-    """
-    import pandas as pd
-
-    from . import zoo
-
-    columns = columns or TABLE_COLUMNS
-    missing = [n for n in models if n not in zoo.available()]
-    if missing:
-        raise FileNotFoundError(f"not in the zoo ({zoo.zoo_dir()}): {', '.join(missing)}; "
-                                "train them with `python -m pseudohealthy_lib zoo --train NAME ...`")
-    rows = dict(extra_rows or {}) | {label: zoo.manifest(n)["metrics"] for n, label in models.items()}
-    return pd.DataFrame({label: {c: m.get(c) for c in columns} for label, m in rows.items()}).T.astype(float)
+def _stack(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return arr[idx].astype(np.float32)
 
 
 @torch.no_grad()
-def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int = 16) -> dict:
-    """Metrics of ``model`` (anything with ``translate(x)``: A -> B = pathological -> healthy)
-    on the pathological slices of ``split``; images are compared in [0, 1].
-
-    Keys of the returned dict::
-
-        identity        PHS-GAN: MS-SSIM of the images outside the lesion (1 = untouched)
-        healthiness     PHS-GAN: 1 - lesion pixels f_pre finds in G(x) / mean true lesion size
-        healthiness_smile  SMILE's variant: normalised by f_pre's lesion pixels on the inputs
-        psnr_healthy    ANT-GAN Table IV: PSNR of G(x) against x outside the lesion (dB)
-        psnr_lesion_gt, ssim_lesion_gt   inside the lesion against the true healthy image
-                        (BraTS 2023 inpainting scoring); *_input: the same for doing nothing
-        dice_diff       Dice of |x - G(x)| > 0.1 against the lesion mask
-        ap_diff         average precision of |x - G(x)| as a lesion detector (brain pixels)
-        change_on_healthy  mean |G(x) - x| on healthy slices (should be ~0)
-        slices_per_s    generator throughput
-    """
-    dev = next(model.parameters()).device
-    ds = PairedDataset(data, split, label=1)
-    if len(ds) == 0:
-        raise ValueError(f"split '{split}' has no pathological slices")
-    xs, ys, ms, gts = [], [], [], []
-    t = 0.0
-    for s in range(0, len(ds), batch_size):
-        items = [ds[i] for i in range(s, min(s + batch_size, len(ds)))]
-        x = torch.stack([it["image"] for it in items]).to(dev)
+def _run(fn, x01: np.ndarray, device, batch_size: int) -> tuple[np.ndarray, float]:
+    """Apply ``fn`` (tensors in [-1, 1] -> [-1, 1]) to images in [0, 1]; outputs in [0, 1] and
+    the seconds spent in ``fn`` (device synchronised)."""
+    out, t = [], 0.0
+    for s in range(0, len(x01), batch_size):
+        x = pp.to_tanh_range(torch.from_numpy(x01[s:s + batch_size])[:, None]).to(device)
+        _sync(device)
         t0 = time.perf_counter()
-        y = model.translate(x)
+        y = fn(x)
+        _sync(device)
         t += time.perf_counter() - t0
-        xs.append(pp.from_tanh_range(x).cpu())
-        ys.append(pp.from_tanh_range(y).float().clamp(0, 1).cpu())
-        ms.append(torch.stack([it["mask"] for it in items]))
-        if "healthy" in items[0]:
-            gts.append(pp.from_tanh_range(torch.stack([it["healthy"] for it in items])))
-    x, y, m = torch.cat(xs), torch.cat(ys), torch.cat(ms)
-    gt = torch.cat(gts) if gts else None
-    n = len(x)
-    out = {
-        "identity": float(np.mean([M.identity(y[i:i + 32], x[i:i + 32], m[i:i + 32]) for i in range(0, n, 32)])),
-        "psnr_healthy": float(np.mean([M.psnr(y[i], x[i], 1 - m[i]) for i in range(n)])),
-        "dice_diff": float(np.mean([M.dice_of_difference(y[i], x[i], m[i]) for i in range(n)])),
-        "ap_diff": M.average_precision_of_difference(y, x, m, foreground=x > 0),
-        "healthiness": None, "healthiness_smile": None,
-        "psnr_lesion_gt": None, "ssim_lesion_gt": None, "psnr_lesion_input": None, "ssim_lesion_input": None,
-    }
-    if gt is not None:
-        fid = [M.lesion_fidelity(y[i, 0], gt[i, 0], x[i, 0], m[i, 0]) for i in range(n)]
-        base = [M.lesion_fidelity(x[i, 0], gt[i, 0], x[i, 0], m[i, 0]) for i in range(n)]
-        out |= {"psnr_lesion_gt": float(np.mean([f["psnr"] for f in fid])),
-                "ssim_lesion_gt": float(np.mean([f["ssim"] for f in fid])),
-                "psnr_lesion_input": float(np.mean([f["psnr"] for f in base])),
-                "ssim_lesion_input": float(np.mean([f["ssim"] for f in base]))}
-    if segmentor is not None:
-        sdev = next(segmentor.parameters()).device
-        on_out = torch.cat([segmentor.predict((y[i:i + 32] * 2 - 1).to(sdev)).cpu() for i in range(0, n, 32)])
-        on_in = torch.cat([segmentor.predict((x[i:i + 32] * 2 - 1).to(sdev)).cpu() for i in range(0, n, 32)])
-        out["healthiness"] = M.healthiness(on_out, true_masks=m)
-        out["healthiness_smile"] = M.healthiness(on_out, pred_masks_on_input=on_in)
-    healthy = PairedDataset(data, split, label=0)
-    if len(healthy):
-        xh = torch.stack([healthy[i]["image"] for i in range(min(len(healthy), 64))]).to(dev)
-        out["change_on_healthy"] = float((model.translate(xh).float() - xh).abs().mean() / 2)
+        out.append(pp.from_tanh_range(y.float()).clamp(0, 1)[:, 0].cpu().numpy())
+    return (np.concatenate(out) if out else np.zeros((0,) + x01.shape[1:], np.float32)), t
+
+
+def judge_masks(judge, images01: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The judge's binary lesion masks (N, H, W) for images in [0, 1]."""
+    dev = _device(judge)
+    with eval_mode(judge):
+        fn = getattr(judge, "predict_mask", None) or (lambda x: judge.predict(x) > 0.5)
+        masks = [fn(pp.to_tanh_range(torch.from_numpy(images01[s:s + batch_size])[:, None]).to(dev))[:, 0].cpu().numpy()
+                 for s in range(0, len(images01), batch_size)]
+    return np.concatenate(masks).astype(bool) if masks else np.zeros(images01.shape, bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# results and their uncertainty
+
+
+class Result(dict):
+    """A JSON-ready dict of headline metrics, plus ``per_slice`` values and ``subjects``.
+
+    Keys: every headline metric (mean over slices, or the pooled value), ``uncertainty``
+    (:func:`summarise` of each per-slice metric), ``kind``, ``slices``, ``subjects_n`` and
+    ``notes`` (how metrics were computed, e.g. the MS-SSIM scales used for identity).
+    """
+
+    def __init__(self, *a, per_slice=None, subjects=None, **kw):
+        super().__init__(*a, **kw)
+        self.per_slice = per_slice or {}
+        self.subjects = subjects
+
+    def subject_means(self, key: str) -> dict:
+        """Mean of per-slice metric ``key`` for each subject (``nan`` slices ignored)."""
+        vals, subj = np.asarray(self.per_slice[key], float), np.asarray(self.subjects)
+        return {s: float(np.nanmean(vals[subj == s])) for s in sorted(set(subj.tolist()))
+                if (~np.isnan(vals[subj == s])).any()}
+
+
+@np.errstate(invalid="ignore")
+def bootstrap_ci(values, n: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (e.g. one value per subject)."""
+    v = np.asarray([x for x in values if not np.isnan(x)], float)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    means = v[np.random.default_rng(seed).integers(0, len(v), (n, len(v)))].mean(1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+@np.errstate(invalid="ignore")
+def summarise(values, subjects) -> dict:
+    """Mean and std over slices; mean, std and 95 % bootstrap interval over subjects
+    (``nan`` values are left out; an infinite PSNR makes the spread undefined, ``nan``)."""
+    v, s = np.asarray(values, float), np.asarray(subjects)
+    ok = ~np.isnan(v)
+    if not ok.any():
+        return {"mean": None, "std": None, "subject_mean": None, "subject_std": None, "ci95": [None, None],
+                "n_slices": 0, "n_subjects": 0}
+    per = np.array([v[ok & (s == k)].mean() for k in sorted(set(s[ok].tolist()))])
+    lo, hi = bootstrap_ci(per)
+    return {"mean": float(v[ok].mean()), "std": float(v[ok].std()), "subject_mean": float(per.mean()),
+            "subject_std": float(per.std(ddof=1)) if len(per) > 1 else 0.0, "ci95": [lo, hi],
+            "n_slices": int(ok.sum()), "n_subjects": len(per)}
+
+
+def paired_test(a: Result, b: Result, key: str, higher_is_better: bool = True, alpha: float = 0.05) -> dict:
+    """Does ``a`` beat ``b`` on per-slice metric ``key``? Wilcoxon signed-rank test over the
+    subjects both were evaluated on (their per-subject means), two-sided.
+
+    Returns ``n`` (subjects), ``mean_difference`` (a - b), ``p`` and ``verdict``: ``'a better'``,
+    ``'b better'`` or ``'no significant difference'`` at level ``alpha``.
+    """
+    from scipy.stats import wilcoxon
+
+    ma, mb = a.subject_means(key), b.subject_means(key)
+    common = sorted(set(ma) & set(mb))
+    da = np.array([ma[s] for s in common])
+    db = np.array([mb[s] for s in common])
+    d = da - db
+    finite = np.isfinite(d)
+    d = d[finite]
+    if len(d) < 2 or not np.any(d != 0):
+        p = 1.0
     else:
-        out["change_on_healthy"] = None
-    out["slices_per_s"] = n / max(t, 1e-9)
-    out["slices"] = n
+        p = float(wilcoxon(da[finite], db[finite]).pvalue)
+    diff = float(d.mean()) if len(d) else float("nan")
+    better = diff > 0 if higher_is_better else diff < 0
+    verdict = "no significant difference" if p >= alpha else ("a better" if better else "b better")
+    return {"key": key, "n": int(len(d)), "mean_difference": diff, "p": p, "verdict": verdict}
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring arrays (shared by models and reference rows)
+
+
+def _val_threshold(data, fn, device, batch_size) -> float | None:
+    """The threshold of |x - G(x)| with the best pooled Dice on the validation split."""
+    if "val" not in set(data.split.tolist()):
+        return None
+    idx = _split(data, "val")
+    x = _stack(data.images, idx)
+    y, _ = _run(fn, x, device, batch_size)
+    det = M.detection(np.abs(y - x), data.masks[idx], M.tissue_mask(x))
+    return det["threshold_max"] if np.isfinite(det["threshold_max"]) else None
+
+
+def score_translation(x, y, masks, subjects, labels, truth=None, judge=None, threshold=None,
+                      found_on_input=None) -> Result:
+    """Every translator metric from arrays (N, H, W) in [0, 1]: inputs ``x``, outputs ``y``,
+    lesion ``masks``, ``labels`` (1 = lesion slice), optional healthy ``truth``, an optional
+    ``judge`` segmentor and a detection ``threshold`` chosen on validation data."""
+    lesion = labels == 1
+    per = {k: np.full(len(x), np.nan) for k in TRANSLATOR_KEYS}
+    tissue = M.tissue_mask(x)
+    li = np.nonzero(lesion)[0]
+    if len(li):
+        per["identity"][li] = M.identity(y[li], x[li], masks[li])
+    for i in range(len(x)):
+        m = masks[i] > 0
+        if lesion[i]:
+            keep = tissue[i] & ~m
+            per["psnr_tissue"][i] = M.psnr(y[i], x[i], keep)
+            per["ssim_tissue"][i] = M.ssim(y[i], x[i], keep)
+            if truth is not None:
+                f = M.lesion_fidelity(y[i], truth[i], x[i], m)
+                per["psnr_lesion"][i], per["ssim_lesion"][i], per["mae_lesion"][i] = f["psnr"], f["ssim"], f["mae"]
+        elif tissue[i].any():
+            per["change_healthy"][i] = float(np.abs(y[i] - x[i])[tissue[i]].mean())
+    res = Result(per_slice=per, subjects=np.asarray(subjects))
+    for k, v in per.items():
+        res[k] = float(np.nanmean(v)) if (~np.isnan(v)).any() else None
+    # pooled
+    score = np.abs(y - x)
+    det = M.detection(score, masks, tissue)
+    res["auprc"], res["dice_max"] = det["auprc"], det["dice_max"]
+    res["dice_val"] = M.dice(score[tissue] > threshold, masks[tissue]) if threshold is not None else None
+    res["threshold_val"] = threshold
+    changes = (y - x)[li] * (tissue[li] & (masks[li] == 0))
+    res["checkerboard"] = M.checkerboard_ratio(changes) if len(li) and min(x.shape[1:]) >= 32 else None
+    res["healthiness"] = res["healthiness_smile"] = None
+    if judge is not None and len(li):
+        found = judge_masks(judge, y[li])
+        on_in = found_on_input if found_on_input is not None else judge_masks(judge, x[li])
+        res["healthiness"] = M.healthiness(found, true_masks=masks[li])
+        res["healthiness_smile"] = M.healthiness(found, pred_masks_on_input=on_in)
+        res.per_slice["judge_found_px"] = np.full(len(x), np.nan)
+        res.per_slice["judge_found_px"][li] = found.reshape(len(li), -1).sum(1)
+    res["slices"], res["subjects_n"] = int(lesion.sum()), int(len(set(np.asarray(subjects)[lesion].tolist())))
+    res["uncertainty"] = {k: summarise(v, subjects) for k, v in res.per_slice.items() if (~np.isnan(v)).any()}
+    res["notes"] = {"identity": M.identity_note(x.shape[-1]),
+                    "tissue": "pixels of the input above 1e-3 (background excluded), lesion excluded"}
+    return res
+
+
+def score_segmentation(prob, masks, subjects, labels, pred=None) -> Result:
+    """Segmentor metrics from its lesion probabilities (N, H, W) and binary masks ``pred``
+    (default: probability > 0.5)."""
+    pred = prob > 0.5 if pred is None else pred
+    lesion = labels == 1
+    per = {"dice": np.full(len(prob), np.nan), "false_alarm": np.full(len(prob), np.nan),
+           "flagged_px": pred.reshape(len(pred), -1).sum(1).astype(float)}
+    for i in range(len(prob)):
+        if lesion[i]:
+            per["dice"][i] = M.dice(pred[i], masks[i])
+        else:
+            per["false_alarm"][i] = float(pred[i].any())
+    res = Result(per_slice=per, subjects=np.asarray(subjects))
+    res["dice"] = float(np.nanmean(per["dice"])) if lesion.any() else None
+    li = np.nonzero(lesion)[0]
+    res["dice_pooled"] = M.dice(pred[li], masks[li]) if len(li) else None
+    res["false_alarm_rate"] = float(np.nanmean(per["false_alarm"])) if (~lesion).any() else None
+    res["missed"] = float(1 - (pred[li] & (masks[li] > 0)).sum() / max((masks[li] > 0).sum(), 1)) if len(li) else None
+    det = M.detection(prob, masks)
+    res["auprc"], res["dice_max"] = det["auprc"], det["dice_max"]
+    res["slices"], res["lesion_slices"] = len(prob), int(lesion.sum())
+    res["subjects_n"] = len(set(np.asarray(subjects).tolist()))
+    res["uncertainty"] = {k: summarise(v, subjects) for k, v in per.items() if (~np.isnan(v)).any()}
+    res["notes"] = {"false_alarm": "a lesion-free slice with at least one flagged pixel"}
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry point
+
+
+def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int = 16,
+             references: bool = False) -> Result:
+    """Evaluate ``model`` on ``split`` of the prepared slices ``data`` (a file or loaded data).
+
+    ``segmentor`` (a model with ``predict``, a zoo name or a checkpoint) is the judge for
+    healthiness; the result then also carries ``judge`` (its Dice and false-alarm rate on the
+    same slices) and ``healthiness_input`` (the healthiness of doing nothing). ``references``
+    adds the reference rows of :func:`references`. The model's train/eval mode is restored.
+    """
+    from .data import load_prepared
+
+    if isinstance(data, (str, Path)):
+        data = load_prepared(data)
+    model = load_model(model)
+    kind = kind_of(model)
+    idx = _split(data, split)
+    if kind in ("translator", "mask translator") and not (data.labels[idx] == 1).any():
+        raise ValueError(f"split '{split}' has no pathological slices to evaluate a translator on")
+    dev = _device(model)
+    x = _stack(data.images, idx)
+    masks, subjects, labels = data.masks[idx], data.subjects[idx], data.labels[idx]
+    with eval_mode(model):
+        if kind == "segmentor":
+            fn = lambda t: model.predict(t) * 2 - 1          # noqa: E731  probabilities through [-1, 1]
+            prob, secs = _run(fn, x, dev, batch_size)
+            res = score_segmentation(prob, masks, subjects, labels, judge_masks(model, x))
+            res["reference_intensity"] = _intensity_row(x, masks)
+        elif kind == "classifier":
+            res = _score_classifier(model, x, labels, subjects, dev, batch_size)
+            secs = res.pop("_seconds")
+        elif kind == "mask translator":
+            res, secs = _score_mask_translation(model, x, masks, subjects, labels, dev, batch_size)
+        else:
+            fn = model.translate if hasattr(model, "translate") else model
+            y, secs = _run(fn, x, dev, batch_size)
+            judge = load_model(segmentor) if segmentor is not None else None
+            truth = _stack(data.healthy, idx) if data.has_ground_truth else None
+            thr = _val_threshold(data, fn, dev, batch_size) if split not in ("val", None, "all") else None
+            on_in = judge_masks(judge, x[labels == 1]) if judge is not None else None
+            res = score_translation(x, y, masks, subjects, labels, truth, judge, thr, on_in)
+            if judge is not None:
+                jr = evaluate(judge, data, split)
+                res["judge"] = {"name": getattr(judge, "manifest", None) and judge.manifest.get("name"),
+                                "dice": jr["dice"], "false_alarm_rate": jr["false_alarm_rate"],
+                                "missed": jr["missed"]}
+                res["healthiness_input"] = M.healthiness(on_in, true_masks=masks[labels == 1])
+            if references:
+                res["references"] = globals()["references"](data, split, judge)
+    res["kind"] = kind
+    res["slices_per_s"] = len(x) / secs if secs > 0 else None
+    return res
+
+
+def _intensity_row(x, masks) -> dict:
+    """Detection by the image intensity itself (bright lesions on FLAIR), over tissue."""
+    det = M.detection(x, masks, M.tissue_mask(x))
+    return {"auprc": det["auprc"], "dice_max": det["dice_max"], "threshold_max": det["threshold_max"]}
+
+
+def _score_classifier(model, x, labels, subjects, dev, batch_size) -> Result:
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+    probs, t = [], 0.0
+    with torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            xb = pp.to_tanh_range(torch.from_numpy(x[s:s + batch_size])[:, None]).to(dev)
+            _sync(dev)
+            t0 = time.perf_counter()
+            p = model.classify(xb)
+            _sync(dev)
+            t += time.perf_counter() - t0
+            probs.append(p.float().reshape(-1).cpu().numpy())
+    p = np.concatenate(probs)
+    pred, y = (p > 0.5).astype(int), (labels == 1).astype(int)
+    per = {"correct": (pred == y).astype(float)}
+    res = Result(per_slice=per, subjects=np.asarray(subjects))
+    res |= {"accuracy": float(per["correct"].mean()),
+            "precision": float(precision_score(y, pred, zero_division=0)),
+            "recall": float(recall_score(y, pred, zero_division=0)),
+            "f1": float(f1_score(y, pred, zero_division=0)),
+            "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
+            "slices": len(x), "_seconds": t,
+            "uncertainty": {"correct": summarise(per["correct"], subjects)}}
+    return res
+
+
+def _score_mask_translation(model, x, masks, subjects, labels, dev, batch_size):
+    """CycleGAN between images and masks: A -> B as segmentation, B -> A as synthesis."""
+    li = np.nonzero(labels == 1)[0]
+    y, secs = _run(lambda t: model.translate(t, "AB"), x[li], dev, batch_size)
+    per = {"dice_AB": np.array([M.dice(y[i] > 0.5, masks[k]) for i, k in enumerate(li)])}
+    if "G_BA" in getattr(model, "nets", {}):
+        syn, _ = _run(lambda t: model.translate(t, "BA"), masks[li].astype(np.float32), dev, batch_size)
+        per["psnr_BA"] = np.array([M.psnr(syn[i], x[k]) for i, k in enumerate(li)])
+        per["ssim_BA"] = np.array([M.ssim(syn[i], x[k]) for i, k in enumerate(li)])
+    res = Result(per_slice=per, subjects=np.asarray(subjects)[li])
+    res |= {k: float(np.mean(v)) for k, v in per.items()}
+    res["slices"] = len(li)
+    res["uncertainty"] = {k: summarise(v, res.subjects) for k, v in per.items()}
+    return res, secs
+
+
+# ---------------------------------------------------------------------------------------------
+# reference rows
+
+
+def inpaint_biharmonic(x, masks) -> np.ndarray:
+    """Classical inpainting of the lesion from the surrounding tissue, given the true mask
+    (scikit-image's biharmonic inpainting): a floor that uses no learning. Arrays (N, H, W)."""
+    from skimage.restoration import inpaint_biharmonic as ib
+
+    out = x.copy()
+    for i in range(len(x)):
+        m = masks[i] > 0
+        if m.any():
+            out[i] = np.clip(ib(x[i], m), 0, 1)
     return out
+
+
+def references(data, split: str = "test", judge=None) -> dict:
+    """The reference rows of every results table, computed on ``split``:
+
+    ``do nothing`` (output = input), ``oracle`` (the true healthy image; phantoms only),
+    ``inpainting`` (:func:`inpaint_biharmonic` with the true mask) and ``intensity threshold``
+    (detection only: the image intensity as the lesion score, which on FLAIR rivals many
+    unsupervised detectors; Meissen et al. report ⌈Dice⌉ 0.738 on BraTS with it).
+    """
+    idx = _split(data, split)
+    x = _stack(data.images, idx)
+    masks, subjects, labels = data.masks[idx], data.subjects[idx], data.labels[idx]
+    truth = _stack(data.healthy, idx) if data.has_ground_truth else None
+    on_in = judge_masks(judge, x[labels == 1]) if judge is not None else None
+    rows = {"do nothing": x}
+    if truth is not None:
+        rows["oracle"] = truth
+    rows["inpainting"] = inpaint_biharmonic(x, masks)
+    out = {}
+    for name, y in rows.items():
+        r = score_translation(x, y, masks, subjects, labels, truth, judge, None, on_in)
+        out[name] = {k: r[k] for k in (*TRANSLATOR_KEYS, "healthiness", "healthiness_smile", "auprc", "dice_max")}
+    out["intensity threshold"] = _intensity_row(x, masks)
+    return out
+
+
+def evaluate_seeds(models, data, split: str = "test", segmentor=None, **kw) -> dict:
+    """Evaluate several models of one recipe (different seeds): each result, and for every
+    headline metric the mean and standard deviation across seeds."""
+    from .data import load_prepared
+
+    if isinstance(data, (str, Path)):
+        data = load_prepared(data)
+    results = [evaluate(m, data, split, segmentor=segmentor, **kw) for m in models]
+    keys = [k for k, v in results[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    spread = {}
+    for k in keys:
+        vals = np.array([r[k] for r in results if r.get(k) is not None], float)
+        vals = vals[np.isfinite(vals)]
+        if len(vals):
+            spread[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                         "n_seeds": int(len(vals))}
+    return {"seeds": results, "across_seeds": spread}
+
+
+def results_table(results: dict, columns=None, digits: int = 3):
+    """A pandas table (rows: labels of ``results``, a dict label -> result or reference row)."""
+    import pandas as pd
+
+    columns = columns or ["identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "auprc", "dice_max"]
+    return pd.DataFrame({label: {c: r.get(c) for c in columns} for label, r in results.items()}).T.astype(float).round(digits)
+
+
+def to_json(res) -> dict:
+    """``res`` with NumPy values made plain (for ``json.dumps``); per-slice values left out."""
+    if isinstance(res, dict):
+        return {k: to_json(v) for k, v in res.items() if not k.startswith("_")}
+    if isinstance(res, (list, tuple)):
+        return [to_json(v) for v in res]
+    if isinstance(res, (np.floating, float)):
+        return None if np.isnan(res) else float(res)           # inf stays (PSNR of identical images)
+    if isinstance(res, np.integer):
+        return int(res)
+    return res

@@ -45,12 +45,17 @@ def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(output, target)
 
 
-def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """``1 - 2|P.T| / (|P| + |T|)`` per image, averaged over the batch. ``prob`` in [0, 1].
+def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6,
+                   per_image: bool = True) -> torch.Tensor:
+    """``1 - 2|P.T| / (|P| + |T|)``. ``prob`` in [0, 1].
 
-    An image with an empty target and an empty prediction scores a perfect 0 loss.
+    ``per_image=True``: computed per image and averaged over the batch; an image with an empty
+    target scores ~1 unless its prediction is empty to within ``eps``, so lesion-free images
+    add a constant and almost no gradient. ``per_image=False`` ("batch Dice", as nnU-Net offers):
+    the sums run over the whole batch, so lesion-free images in a batch are penalised for
+    every pixel they flag, through the denominator.
     """
-    dims = tuple(range(1, prob.dim()))
+    dims = tuple(range(1, prob.dim())) if per_image else tuple(range(prob.dim()))
     inter = (prob * target).sum(dims)
     denom = prob.sum(dims) + target.sum(dims)
     return (1 - (2 * inter + eps) / (denom + eps)).mean()

@@ -35,11 +35,43 @@ def dice(pred, target, empty: float = 1.0) -> float:
     return empty if s == 0 else float(2 * (p & t).sum() / s)
 
 
-def ssim(x, y, data_range: float = 1.0) -> float:
-    """Mean structural similarity of two 2-D images (scikit-image, 7x7 uniform window)."""
+def ssim_map(x, y, data_range: float = 1.0) -> np.ndarray:
+    """Local SSIM of two 2-D images at every pixel (Wang et al. 2004: Gaussian window of width
+    11 and sigma 1.5, population covariances), computed by scikit-image. Shape of ``x``."""
     from skimage.metrics import structural_similarity
 
-    return float(structural_similarity(_np(x), _np(y), data_range=data_range))
+    _, smap = structural_similarity(_np(x), _np(y), data_range=data_range, gaussian_weights=True,
+                                    sigma=1.5, use_sample_covariance=False, full=True)
+    return smap
+
+
+def ssim(x, y, mask=None, data_range: float = 1.0) -> float:
+    """SSIM of two 2-D images (the window of :func:`ssim_map`; the book uses this one SSIM
+    everywhere). Without ``mask``: scikit-image's mean, which leaves out a 5-pixel border where
+    the window does not fit; with ``mask``: the mean of the map over the mask (``nan`` if empty)."""
+    if mask is None:
+        from skimage.metrics import structural_similarity
+
+        return float(structural_similarity(_np(x), _np(y), data_range=data_range, gaussian_weights=True,
+                                           sigma=1.5, use_sample_covariance=False))
+    smap = ssim_map(x, y, data_range)
+    m = _np(mask).reshape(smap.shape) > 0.5
+    return float(smap[m].mean()) if m.any() else float("nan")
+
+
+def mae(x, y, mask=None) -> float:
+    """Mean absolute error, over ``mask`` if given (``nan`` for an empty mask)."""
+    d = np.abs(_np(x) - _np(y))
+    if mask is not None:
+        m = np.broadcast_to(_np(mask) > 0.5, d.shape)
+        return float(d[m].mean()) if m.any() else float("nan")
+    return float(d.mean())
+
+
+def tissue_mask(image, eps: float = 1e-3) -> np.ndarray:
+    """Brain (or body) pixels of images in [0, 1] whose background is 0 (skull-stripped MRI after
+    :func:`~pseudohealthy_lib.data.preprocess.clip_and_scale`, windowed CT): ``image > eps``."""
+    return _np(image) > eps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,10 +109,33 @@ def ms_ssim(x, y, data_range: float = 1.0, window: int = 11) -> float:
     return float(msssim(x, y, data_range=data_range, kernel_size=window, betas=betas, normalize="relu"))
 
 
-def identity(output, image, mask, data_range: float = 1.0) -> float:
-    """PHS-GAN's identity: MS-SSIM of (1 - m) * G(x) and (1 - m) * x (1 for an untouched image)."""
-    keep = 1 - torch.as_tensor(_np(mask), dtype=torch.float32)
-    return ms_ssim(keep * torch.as_tensor(_np(output)), keep * torch.as_tensor(_np(image)), data_range)
+def identity(output, image, mask, data_range: float = 1.0) -> np.ndarray:
+    """PHS-GAN's identity (Sec. 4.2), one value per slice: MS-SSIM of (1 - m) * G(x) and
+    (1 - m) * x, with the scales :func:`identity_note` states (1 for an untouched image).
+
+    ``output``, ``image``, ``mask``: (H, W), (B, H, W) or (B, 1, H, W). Returns shape (B,).
+    Aggregate per-slice values yourself (the mean of chunk means is not the mean).
+    """
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as msssim
+
+    def t4(a):
+        a = torch.as_tensor(_np(a), dtype=torch.float32)
+        return a.reshape(-1, 1, *a.shape[-2:])
+
+    keep = 1 - t4(mask)
+    y, x = keep * t4(output), keep * t4(image)
+    k = ms_ssim_scales(min(x.shape[-2:]))
+    betas = torch.tensor(MS_SSIM_BETAS[:k])
+    vals = msssim(y, x, data_range=data_range, kernel_size=11, betas=tuple((betas / betas.sum()).tolist()),
+                  normalize="relu", reduction="none")
+    return vals.reshape(-1).numpy().astype(np.float64)
+
+
+def identity_note(side: int) -> str:
+    """How identity is computed at this image size, printed beside every identity figure."""
+    k = ms_ssim_scales(side)
+    return (f"identity = masked MS-SSIM, 11-wide Gaussian window, {k} of 5 scales at {side} px "
+            f"(weights renormalised{'' if k < 5 else ', the standard setting'})")
 
 
 def healthiness(pred_masks_on_output, true_masks=None, pred_masks_on_input=None) -> float:
@@ -107,25 +162,24 @@ def percentile_normalize(img, reference, p_low: float = 0.5, p_high: float = 99.
 
 
 def lesion_fidelity(output, truth, image, mask) -> dict:
-    """How close the synthesis is to the true healthy tissue *inside* the lesion, scored the way
-    the BraTS 2023 inpainting challenge scores healthy-tissue synthesis, on one 2-D slice:
+    """How close the synthesis is to the true healthy tissue *inside* the lesion, on one 2-D
+    slice, scored as the BraTS 2023 local-inpainting challenge describes its evaluation:
 
-    both images are masked to the lesion and normalised with the percentiles of the input's
-    tissue outside the lesion (what the model could see); PSNR (range 1) over lesion pixels;
-    SSIM as the mean of the SSIM map (Gaussian 11x11) inside the lesion.
+    1. both images are normalised with :func:`percentile_normalize`, using the 0.5 and 99.5
+       percentiles of the *voided* input (its tissue outside the lesion: what a model can see);
+    2. PSNR (range 1) and MAE over the lesion pixels;
+    3. SSIM computed on the whole normalised images (:func:`ssim_map`), averaged inside the lesion.
+
+    Returns ``{"psnr", "ssim", "mae"}`` (``nan`` for an empty mask).
     """
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim_fn
-
     m = _np(mask) > 0.5
     if not m.any():
-        return {"psnr": float("nan"), "ssim": float("nan")}
+        return {"psnr": float("nan"), "ssim": float("nan"), "mae": float("nan")}
     img = _np(image)
-    ref = img[~m & (img > 0)] if (~m & (img > 0)).any() else img
-    o = percentile_normalize(_np(output) * m, ref)
-    t = percentile_normalize(_np(truth) * m, ref)
-    _, smap = ssim_fn(torch.tensor(o, dtype=torch.float32)[None, None], torch.tensor(t, dtype=torch.float32)[None, None],
-                      data_range=1.0, return_full_image=True)
-    return {"psnr": psnr(o[m], t[m]), "ssim": float(smap[0, 0].numpy()[m].mean())}
+    visible = ~m & tissue_mask(img)
+    ref = img[visible] if visible.any() else img
+    o, t = percentile_normalize(output, ref), percentile_normalize(truth, ref)
+    return {"psnr": psnr(o[m], t[m]), "ssim": float(ssim_map(o, t)[m].mean()), "mae": float(np.abs(o - t)[m].mean())}
 
 
 def dice_of_difference(output, image, mask, threshold: float = 0.1) -> float:
@@ -133,36 +187,67 @@ def dice_of_difference(output, image, mask, threshold: float = 0.1) -> float:
     return dice(np.abs(_np(output) - _np(image)) > threshold, mask)
 
 
-def average_precision_of_difference(outputs, images, masks, foreground=None) -> float:
-    """Average precision of ``|x - G(x)|`` as a pixel-wise lesion detector over a set of slices
-    (over ``foreground`` pixels only, e.g. the brain, if given)."""
-    from sklearn.metrics import average_precision_score
+def detection(scores, masks, region=None) -> dict:
+    """A pixel-wise lesion detector judged over a set of slices (pixels pooled).
 
-    score = np.abs(_np(outputs) - _np(images)).ravel()
-    truth = (_np(masks) > 0.5).ravel()
-    if foreground is not None:
-        keep = (_np(foreground) > 0.5).ravel()
-        score, truth = score[keep], truth[keep]
-    return float(average_precision_score(truth, score)) if truth.any() else float("nan")
+    ``scores`` (any shape): higher = more likely lesion (e.g. ``|x - G(x)|``, or the FLAIR
+    intensity itself); ``masks``: the true lesion; ``region``: pixels to judge (e.g. the tissue;
+    default all). Returns ``auprc`` (area under the precision-recall curve, as average
+    precision), ``dice_max`` (the best Dice over all thresholds, written ⌈Dice⌉: optimistic,
+    since the threshold is chosen on the test data) and ``threshold_max`` (where it is reached).
+    ``nan`` where the region has no lesion pixel.
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    s, t = _np(scores).ravel(), (_np(masks) > 0.5).ravel()
+    if region is not None:
+        keep = (_np(region) > 0.5).ravel()
+        s, t = s[keep], t[keep]
+    if not t.any():
+        return {"auprc": float("nan"), "dice_max": float("nan"), "threshold_max": float("nan")}
+    prec, rec, thr = precision_recall_curve(t, s)
+    f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-12)
+    best = int(np.argmax(f1))
+    return {"auprc": float(average_precision_score(t, s)), "dice_max": float(f1[best]),
+            "threshold_max": float(thr[best])}
 
 
 # --------------------------------------------------------------------------- failure-mode measures
-def checkerboard_ratio(changes) -> float:
-    """How much a set of change maps (N, H, W) looks like a period-2 checkerboard.
+def checkerboard_ratio(changes, floor: float = 1e-2) -> float:
+    """How much a set of change maps (N, H, W) shows a period-2 (checkerboard) pattern.
 
-    The mean magnitude spectrum at the three period-2 frequencies ((0.5, 0.5), (0.5, 0) and
-    (0, 0.5) cycles per pixel), divided by its mean over the 4x4 block of high frequencies just
-    inside the corner (0.5, 0.5). About 1 (0.9 for white noise) for changes without a period-2
-    pattern; well above 1 when transposed convolutions print their
-    uneven overlap into the output. Pass changes in healthy tissue only (output - input, masked).
+    A checkerboard puts energy at and around the period-2 frequencies (1/2, 1/2), (1/2, 0) and
+    (0, 1/2) cycles per pixel: a stride-2 transposed convolution modulates the image by a
+    pattern of period 2, which copies the image's spectrum to those corners. Each map has its
+    mean removed and a Hann window applied (so the border leaks no energy); then
+
+        ratio = (P_peak + f) / (P_ref + f)
+
+    with P_peak the mean power in the 3x3 bins around each period-2 frequency, P_ref the mean
+    power at the bins H/16 to H/8 steps back from them towards lower frequencies, and the floor
+    f = ``floor`` x the mean power of all bins (energy below 1 % of an average bin is invisible).
+    A spectrum that falls with frequency (white noise, noise smoothed with any width, nearest
+    or bilinear upsampling) scores at most about 1; a period-2 pattern scores far above 1.
+    Sides must be even and at least 32 pixels.
     """
-    d = _np(changes)
+    d = _np(changes).astype(np.float64)
     d = d.reshape(-1, *d.shape[-2:])
-    spec = np.abs(np.fft.fftshift(np.fft.fft2(d), axes=(-2, -1))).mean(0)
-    c = spec.shape[-1] // 2
-    nyq = np.mean([spec[0, 0], spec[0, c], spec[c, 0]])
-    near = spec[1:5, 1:5].mean()
-    return float(nyq / max(near, 1e-12))
+    h, w = d.shape[-2:]
+    if h % 2 or w % 2 or min(h, w) < 32:
+        raise ValueError(f"checkerboard_ratio needs even sides of at least 32 pixels, got {h}x{w}")
+    d = d - d.mean(axis=(-2, -1), keepdims=True)
+    d = d * np.outer(np.hanning(h), np.hanning(w))
+    power = (np.abs(np.fft.fft2(d)) ** 2).mean(0)          # index h // 2 is the frequency 1/2
+    near, far = range(-1, 2), range(min(h, w) // 16, min(h, w) // 8 + 1)
+    peak, ref = [], []
+    for fy, fx in ((h // 2, w // 2), (h // 2, 0), (0, w // 2)):
+        peak += [power[(fy + i) % h, (fx + j) % w] for i in near for j in near]
+        steps = [(1, 0)] * bool(fy) + [(0, 1)] * bool(fx) + [(1, 1)] * bool(fy and fx)
+        ref += [power[fy - k * sy, fx - k * sx] for sy, sx in steps for k in far]
+    if not power.any():
+        return float("nan")                                  # no change at all: nothing to judge
+    f = floor * power.mean()
+    return float((np.mean(peak) + f) / (np.mean(ref) + f))
 
 
 def diversity_ratio(outputs, inputs, pairs: int = 2000, seed: int = 0) -> float:

@@ -112,6 +112,29 @@ def export(trainer: Trainer, name: str, metrics: dict | None = None, command: st
     return d
 
 
+def reevaluate(name: str, data=None) -> dict:
+    """Evaluate zoo model ``name`` again with the current :mod:`~pseudohealthy_lib.evaluate` on
+    the test split of its training data (the default phantom unless its config names a file),
+    and store the result as the manifest's ``metrics`` (the training record stays as it was).
+    Translators are judged by :data:`SEGMENTOR`. Returns the new metrics."""
+    from .data import default, load_prepared
+    from .evaluate import evaluate, to_json
+
+    info = manifest(name)
+    cfg = info["config"]
+    if data is None:
+        data = load_prepared(cfg.get("data") or default.phantom_dataset(
+            cfg.get("subjects"), seed=cfg.get("data_seed", 0), size=cfg["size"]))
+    model = load_pretrained(name)
+    judge = load_pretrained(SEGMENTOR) if getattr(model, "pseudo_healthy", False) and SEGMENTOR in available() else None
+    res = to_json(evaluate(model, data, "test", segmentor=judge))
+    res.pop("uncertainty", None)
+    info["metrics"] = res
+    with atomic_path(zoo_dir() / name / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=1))
+    return res
+
+
 def load_pretrained(name: str, device: str | torch.device = "cpu"):
     """The zoo model ``name`` as a ready method in eval mode (fp32 weights, on ``device``)."""
     from .methods import get_method

@@ -1,21 +1,24 @@
-"""Pseudo-healthy metrics on cases with known answers, and the evaluate command."""
+"""The one evaluation path: metrics on cases with known answers, uncertainty, reference rows,
+every kind of model, mode restoration and the evaluate command."""
 import json
 
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import average_precision_score
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_msssim
 
+from pseudohealthy_lib import evaluate as E
 from pseudohealthy_lib import metrics as M
 from pseudohealthy_lib.data import load_prepared
 from pseudohealthy_lib.data import preprocess as pp
-from pseudohealthy_lib.evaluate import evaluate
 
 
 def test_ms_ssim_scales():
     assert M.ms_ssim_scales(256) == 5 and M.ms_ssim_scales(161) == 5
     assert M.ms_ssim_scales(160) == 4 and M.ms_ssim_scales(128) == 4
     assert M.ms_ssim_scales(64) == 3 and M.ms_ssim_scales(32) == 2
+    assert "4 of 5 scales at 128 px" in M.identity_note(128)
 
 
 def test_ms_ssim_against_torchmetrics():
@@ -24,116 +27,247 @@ def test_ms_ssim_against_torchmetrics():
     b = (a + 0.1 * torch.randn(2, 1, 192, 192, generator=g)).clamp(0, 1)
     ref = tm_msssim(b, a, data_range=1.0, normalize="relu")                 # five standard scales
     assert M.ms_ssim(b, a) == pytest.approx(float(ref), rel=1e-5)
-    small_a, small_b = a[..., :128, :128], b[..., :128, :128]
-    betas = torch.tensor(M.MS_SSIM_BETAS[:4])
-    ref4 = tm_msssim(small_b, small_a, data_range=1.0, betas=tuple((betas / betas.sum()).tolist()), normalize="relu")
-    assert M.ms_ssim(small_b, small_a) == pytest.approx(float(ref4), rel=1e-5)
     assert M.ms_ssim(a, a) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_identity_ignores_the_lesion():
-    x = torch.rand(1, 1, 64, 64)
-    mask = torch.zeros(1, 1, 64, 64)
+def test_identity_is_per_slice_and_ignores_the_lesion():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(40, 1, 64, 64, generator=g)
+    mask = torch.zeros(40, 1, 64, 64)
     mask[..., 20:40, 20:40] = 1
     y = x.clone()
-    y[..., 20:40, 20:40] = 0                      # changed only inside the lesion
-    assert M.identity(y, x, mask) == pytest.approx(1.0, abs=1e-5)
-    y[..., :5, :] = 1                             # now also outside
-    assert M.identity(y, x, mask) < 0.99
+    y[..., 20:40, 20:40] = 0                      # changed only inside the lesion: identity 1
+    assert np.allclose(M.identity(y, x, mask), 1.0, atol=1e-5)
+    y[:8, :, :10, :] = torch.rand(8, 1, 10, 64, generator=g)    # 8 of 40 slices changed outside too
+    vals = M.identity(y, x, mask)
+    assert vals.shape == (40,) and (vals[:8] < 0.95).all() and np.allclose(vals[8:], 1.0, atol=1e-5)
+    one_by_one = [float(M.identity(y[i], x[i], mask[i])[0]) for i in range(40)]
+    assert np.allclose(vals, one_by_one, atol=1e-6)
+    # the mean over slices, not the mean of chunk means (chunks of 32 and 8 would give another value)
+    chunks = np.mean([vals[:32].mean(), vals[32:].mean()])
+    assert vals.mean() != pytest.approx(chunks, abs=1e-3)
 
 
 def test_healthiness_known_cases():
     true = np.zeros((2, 4, 4))
-    true[0, :2, :2] = 1                           # lesion sizes 4 and 4 -> mean 4
+    true[0, :2, :2] = 1
     true[1, 2:, 2:] = 1
-    nothing = np.zeros((2, 4, 4))
-    assert M.healthiness(nothing, true_masks=true) == 1.0            # segmentor finds nothing: h = 1
-    assert M.healthiness(true, true_masks=true) == 0.0               # finds every lesion: h = 0
+    assert M.healthiness(np.zeros((2, 4, 4)), true_masks=true) == 1.0
+    assert M.healthiness(true, true_masks=true) == 0.0
     half = np.zeros((2, 4, 4))
-    half[0, 0, :2] = 1                            # 2 pixels in slice 0, 0 in slice 1 -> mean 1
+    half[0, 0, :2] = 1
     assert M.healthiness(half, true_masks=true) == pytest.approx(1 - 1 / 4)
-    assert M.healthiness(half, pred_masks_on_input=half) == 0.0      # SMILE's normalisation
+    assert M.healthiness(half, pred_masks_on_input=half) == 0.0
     with pytest.raises(ValueError):
         M.healthiness(half)
 
 
-def test_lesion_fidelity_and_difference_metrics():
-    truth = np.tile(np.linspace(0.2, 0.8, 32), (32, 1))        # healthy tissue: a smooth ramp
+def _lesion_case():
+    truth = np.tile(np.linspace(0.2, 0.8, 48), (48, 1))          # healthy tissue: a smooth ramp
+    truth[:, :6] = 0                                                # background
     image = truth.copy()
-    mask = np.zeros((32, 32), bool)
-    mask[10:20, 10:20] = True
-    image[mask] = 1.0                             # a bright lesion
+    mask = np.zeros((48, 48), bool)
+    mask[18:30, 18:30] = True
+    image[mask] = 1.0                                               # a bright lesion
+    return truth, image, mask
+
+
+def test_lesion_fidelity_known_cases_and_normalisation():
+    truth, image, mask = _lesion_case()
     perfect = M.lesion_fidelity(truth, truth, image, mask)
-    assert perfect["psnr"] == float("inf") and perfect["ssim"] == pytest.approx(1.0)
+    assert perfect["psnr"] == float("inf") and perfect["ssim"] == pytest.approx(1.0) and perfect["mae"] == 0
     nothing = M.lesion_fidelity(image, truth, image, mask)
-    assert nothing["psnr"] < 10
-    assert M.dice_of_difference(truth, image, mask) == 1.0          # changed exactly the lesion
-    assert M.dice_of_difference(image, image, mask) == 0.0
-    assert M.average_precision_of_difference(truth[None], image[None], mask[None]) == pytest.approx(1.0)
+    assert nothing["psnr"] < 10 and nothing["ssim"] < 0.9
+    # the normalisation uses the visible tissue's percentiles: scaling every image changes nothing
+    scaled = M.lesion_fidelity(3 * image, 3 * truth, 3 * image, mask)
+    assert scaled["psnr"] == pytest.approx(nothing["psnr"]) and scaled["mae"] == pytest.approx(nothing["mae"])
+    # MAE by hand: percentiles of the voided input's tissue
+    lo, hi = np.percentile(image[~mask & (image > 0)], [0.5, 99.5])
+    by_hand = np.abs((np.clip(image, lo, hi) - np.clip(truth, lo, hi)) / (hi - lo))[mask].mean()
+    assert nothing["mae"] == pytest.approx(by_hand)
+    # SSIM is computed on the whole images, then averaged in the lesion (not on masked-out images)
+    o, t = M.percentile_normalize(image, image[~mask & (image > 0)]), M.percentile_normalize(truth, image[~mask & (image > 0)])
+    assert nothing["ssim"] == pytest.approx(M.ssim_map(o, t)[mask].mean())
 
 
-class Oracle(torch.nn.Module):
+def test_detection_against_sklearn_and_brute_force():
+    rng = np.random.default_rng(0)
+    masks = np.zeros((4, 16, 16), bool)
+    masks[:, 4:8, 4:8] = True
+    scores = masks + 0.8 * rng.random(masks.shape)
+    det = M.detection(scores, masks)
+    assert det["auprc"] == pytest.approx(average_precision_score(masks.ravel(), scores.ravel()))
+    brute = max(M.dice(scores > t, masks) for t in np.unique(scores))
+    assert det["dice_max"] == pytest.approx(brute)
+    perfect = M.detection(masks.astype(float), masks)
+    assert perfect["auprc"] == 1.0 and perfect["dice_max"] == 1.0
+    chance = M.detection(rng.random(masks.shape), masks)
+    assert chance["auprc"] < 0.2                                     # about the lesion share, 1/16
+    region = np.zeros_like(masks)
+    region[:, :8, :8] = True                                         # judging part of the image only
+    assert M.detection(scores, masks, region)["auprc"] == pytest.approx(
+        average_precision_score(masks[region], scores[region]))
+
+
+def test_tissue_psnr_excludes_background():
+    truth, image, mask = _lesion_case()
+    out = image.copy()
+    out[~mask & (image > 0)] += 0.1                                 # every tissue pixel off by 0.1
+    keep = M.tissue_mask(image) & ~mask
+    assert M.psnr(out, image, keep) == pytest.approx(20.0)         # 10 log10(1 / 0.01)
+    assert M.psnr(out, image, ~mask) > 20.5                         # background would flatter it
+
+
+def test_summarise_weights_subjects_equally_and_bootstrap():
+    values = np.array([1.0, 0.0, 0.0, 0.0])
+    subjects = np.array(["a", "b", "b", "b"])
+    s = E.summarise(values, subjects)
+    assert s["mean"] == 0.25 and s["subject_mean"] == 0.5 and s["n_subjects"] == 2
+    lo, hi = E.bootstrap_ci([2.0] * 5)
+    assert lo == hi == 2.0
+    lo, hi = E.bootstrap_ci(np.arange(20.0))
+    assert lo < 9.5 < hi and hi - lo < 10
+
+
+def _result(values_by_subject):
+    subjects = np.repeat(list(values_by_subject), 2)
+    values = np.repeat(list(values_by_subject.values()), 2).astype(float)
+    return E.Result(per_slice={"m": values}, subjects=subjects)
+
+
+def test_paired_test():
+    base = {f"s{i}": float(i) for i in range(8)}
+    better = _result({k: v + 1 + 0.1 * i for i, (k, v) in enumerate(base.items())})
+    t = E.paired_test(better, _result(base), "m")
+    assert t["verdict"] == "a better" and t["p"] < 0.01 and t["n"] == 8
+    assert E.paired_test(better, _result(base), "m", higher_is_better=False)["verdict"] == "b better"
+    same = E.paired_test(_result(base), _result(base), "m")
+    assert same["verdict"] == "no significant difference" and same["p"] == 1.0
+
+
+class Lookup(torch.nn.Module):
     """A 'model' whose output is a fixed table of images (for hand-computed answers)."""
 
-    def __init__(self, table):
+    def __init__(self, table, kind="translate"):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.table = table
+        self.drop = torch.nn.Dropout(0.5)
+        self.seen_training = []
+        setattr(self, kind, self._apply_table)
 
-    def translate(self, x):
+    def _apply_table(self, x, *args):
+        self.seen_training.append(self.drop.training)
         return torch.cat([self.table.get(xi.numpy().tobytes(), xi[None]) for xi in x])
 
 
-def test_evaluate_do_nothing_and_oracle(tiny_prepared):
+def _tanh(a):
+    return pp.to_tanh_range(torch.from_numpy(np.asarray(a, np.float32)))
+
+
+def test_evaluate_do_nothing_oracle_and_references(tiny_prepared):
     data = load_prepared(tiny_prepared)
     test = data.select("test", 1)
-    ident = Oracle({})                                              # G(x) = x
-    r = evaluate(ident, data, "test")
-    assert r["identity"] == pytest.approx(1.0, abs=1e-5) and r["psnr_healthy"] == float("inf")
-    assert r["dice_diff"] == 0.0 and r["change_on_healthy"] == 0.0
-    assert r["psnr_lesion_gt"] == pytest.approx(r["psnr_lesion_input"]) and r["slices"] == len(test)
-    # an oracle that returns the phantom's healthy truth is perfect inside the lesion
-    table = {}
-    for i in test:
-        x = pp.to_tanh_range(torch.from_numpy(data.images[i].astype(np.float32)))[None]
-        table[x.numpy().tobytes()] = pp.to_tanh_range(torch.from_numpy(data.healthy[i].astype(np.float32)))[None, None]
-    r2 = evaluate(Oracle(table), data, "test")
-    assert r2["psnr_lesion_gt"] == float("inf") and r2["ssim_lesion_gt"] == pytest.approx(1.0)
-    assert r2["psnr_lesion_gt"] > r2["psnr_lesion_input"]
+    r = E.evaluate(E.DoNothing(), data, "test", references=True)
+    assert r["identity"] == pytest.approx(1.0, abs=1e-5) and r["psnr_tissue"] == float("inf")
+    assert r["change_healthy"] == 0.0 and r["slices"] == len(test) and r["kind"] == "translator"
+    refs = r["references"]
+    assert refs["do nothing"]["psnr_lesion"] == pytest.approx(r["psnr_lesion"])
+    assert refs["oracle"]["psnr_lesion"] == float("inf")
+    assert refs["do nothing"]["psnr_lesion"] < refs["inpainting"]["psnr_lesion"] < float("inf")
+    assert 0 < refs["intensity threshold"]["auprc"] <= 1
+    table = {_tanh(data.images[i])[None].numpy().tobytes(): _tanh(data.healthy[i])[None, None] for i in test}
+    r2 = E.evaluate(Lookup(table), data, "test")
+    assert r2["psnr_lesion"] == float("inf") and r2["ssim_lesion"] == pytest.approx(1.0) and r2["mae_lesion"] == 0
+    u = r2["uncertainty"]["mae_lesion"]
+    assert u["n_subjects"] == 1 and u["subject_mean"] == 0
+
+
+def test_evaluate_restores_the_mode_and_accepts_functions(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    model = Lookup({})
+    model.train()
+    E.evaluate(model, data, "test")
+    assert model.training and model.drop.training and not any(model.seen_training)   # eval inside, train after
+    model.eval()
+    E.evaluate(model, data, "test")
+    assert not model.training
+
+    class Broken(Lookup):
+        def _apply_table(self, x, *args):
+            raise RuntimeError("boom")
+
+    b = Broken({})
+    b.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        E.evaluate(b, data, "test")
+    assert b.training and b.drop.training
+    halve = E.evaluate(lambda x: x * 0.5, data, "test")             # a user's plain function
+    assert halve["kind"] == "translator" and halve["identity"] < 1
+
+
+def test_evaluate_segmentors_and_the_judge(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    idx = data.select("test")
+    truth = {_tanh(data.images[i])[None].numpy().tobytes(): _tanh(data.masks[i])[None, None] for i in idx}
+    perfect = Lookup(truth, "predict")
+    perfect.predict = lambda x: (perfect._apply_table(x) + 1) / 2
+    r = E.evaluate(perfect, data, "test")
+    assert r["kind"] == "segmentor" and r["dice"] == 1.0 and r["false_alarm_rate"] == 0.0 and r["missed"] == 0
+    everything = Lookup({}, "predict")
+    everything.predict = lambda x: torch.ones_like(x)
+    r = E.evaluate(everything, data, "test")
+    assert r["false_alarm_rate"] == 1.0 and r["dice"] < 1
+    # a translator judged by the perfect segmentor: doing nothing leaves every lesion (h = 0)
+    t = E.evaluate(E.DoNothing(), data, "test", segmentor=perfect)
+    assert t["healthiness"] == pytest.approx(0.0) and t["healthiness_input"] == pytest.approx(0.0)
+    assert t["judge"]["dice"] == 1.0 and t["judge"]["false_alarm_rate"] == 0.0
+
+
+def test_evaluate_classifier(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    idx = data.select("test")
+    table = {_tanh(data.images[i])[None].numpy().tobytes(): torch.tensor([float(data.labels[i])]) for i in idx}
+    clf = Lookup(table, "classify")
+    r = E.evaluate(clf, data, "test")
+    assert r["kind"] == "classifier" and r["accuracy"] == 1.0 and r["f1"] == 1.0
+
+
+def test_evaluate_seeds_reports_the_spread(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    res = E.evaluate_seeds([lambda x: x * 0.9, lambda x: x * 0.8], data)
+    s = res["across_seeds"]["mae_lesion"]
+    vals = [r["mae_lesion"] for r in res["seeds"]]
+    assert s["n_seeds"] == 2 and s["mean"] == pytest.approx(np.mean(vals)) and s["std"] == pytest.approx(np.std(vals, ddof=1))
 
 
 def test_evaluate_cli_json(tiny_prepared, tmp_path, capsys):
     from pseudohealthy_lib.__main__ import main
-    from pseudohealthy_lib.evaluate import load_model
 
     assert main(["train", "antgan", "--preset", "fast", "--data", str(tiny_prepared), "--steps", "2",
                  "--out", str(tmp_path / "run"), "--set", "n_blocks=1"]) == 0
+    assert main(["train", "segmentor", "--preset", "fast", "--data", str(tiny_prepared), "--steps", "2",
+                 "--out", str(tmp_path / "seg"), "--set", "unet_downs=5"]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(tmp_path / "run"), "--data", str(tiny_prepared), "--json"]) == 0
+    assert main(["evaluate", str(tmp_path / "run"), "--data", str(tiny_prepared), "--json",
+                 "--segmentor", str(tmp_path / "seg"), "--references"]) == 0
     res = json.loads(capsys.readouterr().out)
-    keys = {"identity", "healthiness", "psnr_healthy", "psnr_lesion_gt", "ssim_lesion_gt", "dice_diff", "ap_diff", "slices_per_s"}
-    assert keys <= set(res) and res["healthiness"] is None               # no segmentor given
-    # psnr_healthy by hand from the model's own outputs
-    model, data = load_model(str(tmp_path / "run")), load_prepared(tiny_prepared)
+    keys = {"identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "mae_lesion", "auprc",
+            "dice_max", "slices_per_s", "judge", "healthiness_input", "references", "uncertainty", "notes"}
+    assert keys <= set(res) and {"dice", "false_alarm_rate"} <= set(res["judge"])
+    assert main(["evaluate", str(tmp_path / "seg"), "--data", str(tiny_prepared), "--json"]) == 0
+    seg = json.loads(capsys.readouterr().out)
+    assert seg["kind"] == "segmentor" and {"dice", "false_alarm_rate"} <= set(seg)
+    # psnr_tissue by hand from the model's own outputs
+    model, data = E.load_model(str(tmp_path / "run")), load_prepared(tiny_prepared)
     idx = data.select("test", 1)
     x = pp.to_tanh_range(torch.from_numpy(data.images[idx].astype(np.float32)))[:, None]
-    y = pp.from_tanh_range(model.translate(x)).clamp(0, 1).numpy()
-    x01, keep = pp.from_tanh_range(x).numpy(), 1 - data.masks[idx][:, None]
-    by_hand = np.mean([10 * np.log10(1 / ((y[i] - x01[i])[keep[i] > 0] ** 2).mean()) for i in range(len(idx))])
-    assert res["psnr_healthy"] == pytest.approx(by_hand, rel=1e-4)
+    y = pp.from_tanh_range(model.translate(x)).clamp(0, 1).numpy()[:, 0]
+    x01 = data.images[idx].astype(np.float32)
+    keep = (x01 > 1e-3) & (data.masks[idx] == 0)
+    by_hand = np.mean([10 * np.log10(1 / ((y[i] - x01[i])[keep[i]] ** 2).mean()) for i in range(len(idx))])
+    assert res["psnr_tissue"] == pytest.approx(by_hand, rel=1e-4)
+    assert main(["evaluate", str(tmp_path / "run"), str(tmp_path / "run"), "--data", str(tiny_prepared), "--json"]) == 0
+    seeds = json.loads(capsys.readouterr().out)
+    assert seeds["across_seeds"]["identity"]["std"] == 0.0
     assert main(["evaluate", "no-such-model", "--data", str(tiny_prepared)]) == 2
-
-
-def test_do_nothing_and_metrics_table(tiny_prepared):
-    from pseudohealthy_lib import zoo
-    from pseudohealthy_lib.evaluate import DoNothing, metrics_table
-
-    data = load_prepared(tiny_prepared)
-    base = evaluate(DoNothing(), data, "test")
-    assert base["psnr_healthy"] == float("inf") and base["dice_diff"] == 0.0
-    name = zoo.available()[0]
-    t = metrics_table({name: "shipped"}, ["psnr_healthy", "identity"], extra_rows={"do nothing": base})
-    assert list(t.index) == ["do nothing", "shipped"]
-    assert t.loc["shipped", "psnr_healthy"] == pytest.approx(zoo.manifest(name)["metrics"].get("psnr_healthy", float("nan")), nan_ok=True)
-    with pytest.raises(FileNotFoundError, match="not-a-model"):
-        metrics_table({"not-a-model": "x"})

@@ -35,12 +35,27 @@ def test_dice():
     assert M.dice(np.zeros(3), np.zeros(3)) == 1.0
 
 
-def test_ssim_matches_skimage():
+def test_ssim_matches_skimage_gaussian():
     rng = np.random.default_rng(1)
     a = rng.random((32, 32))
     b = np.clip(a + 0.1 * rng.standard_normal((32, 32)), 0, 1)
-    assert M.ssim(a, b) == pytest.approx(structural_similarity(a, b, data_range=1.0))
+    ref = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert M.ssim(a, b) == pytest.approx(ref, rel=1e-6)
+    assert M.ssim(a, b) != pytest.approx(structural_similarity(a, b, data_range=1.0), rel=1e-3)   # not the 7x7 box
     assert M.ssim(a, a) == pytest.approx(1.0)
+
+
+def test_masked_ssim_and_mae_average_inside_the_mask_only():
+    rng = np.random.default_rng(2)
+    a = rng.random((40, 40))
+    b = a.copy()
+    b[:, :20] = rng.random((40, 20))                 # left half changed, right half identical
+    right = np.zeros((40, 40), bool)
+    right[:, 28:] = True                             # far enough from the change for the 11-wide window
+    assert M.ssim(b, a, right) == pytest.approx(1.0)
+    assert M.ssim(b, a) < 0.8
+    assert M.mae(b, a, right) == 0.0 and M.mae(b, a) == pytest.approx(np.abs(b - a).mean())
+    assert np.isnan(M.ssim(b, a, np.zeros((40, 40)))) and np.isnan(M.mae(b, a, np.zeros((40, 40))))
 
 
 def test_activation_bytes_counts_saved_tensors():
@@ -54,12 +69,34 @@ def test_activation_bytes_counts_saved_tensors():
         assert activation_bytes(lambda: (x * w).sum()) == 0
 
 
-def test_checkerboard_ratio():
-    rng = np.random.default_rng(0)
-    smooth = rng.normal(size=(64, 64, 64))
-    assert 0.7 < M.checkerboard_ratio(smooth) < 1.4                 # white noise: flat spectrum
-    board = np.indices((64, 64)).sum(0) % 2 * 0.2 - 0.1            # period-2 pattern
-    assert M.checkerboard_ratio(smooth * 0.05 + board[None]) > 20
+def _smooth_noise(sigma, n=16, side=128, seed=0):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    return np.stack([ndimage.gaussian_filter(rng.normal(size=(side, side)), sigma) for _ in range(n)])
+
+
+@pytest.mark.parametrize("sigma", [0, 0.5, 0.8, 1, 2, 4, 8])
+def test_checkerboard_ratio_is_about_one_on_smooth_noise_of_any_width(sigma):
+    assert M.checkerboard_ratio(_smooth_noise(sigma)) < 1.5
+
+
+def test_checkerboard_ratio_on_upsampling_and_transposed_convolutions():
+    rng = np.random.default_rng(3)
+    low = torch.tensor(rng.normal(size=(16, 1, 64, 64)), dtype=torch.float32)
+    for mode in ("nearest", "bilinear"):                      # no period-2 pattern: low
+        up = torch.nn.functional.interpolate(low, scale_factor=2, mode=mode)[:, 0].numpy()
+        assert M.checkerboard_ratio(up) < 1.0, mode
+    smooth = torch.tensor(_smooth_noise(2, side=64), dtype=torch.float32)[:, None]
+    torch.manual_seed(0)
+    tconv = torch.nn.ConvTranspose2d(1, 1, 3, stride=2, padding=1, output_padding=1)
+    with torch.no_grad():
+        artefact = tconv(smooth)[:, 0].numpy()                # uneven overlap: a period-2 gain pattern
+    assert M.checkerboard_ratio(artefact) > 5
+    board = np.indices((128, 128)).sum(0) % 2 * 0.2 - 0.1
+    assert M.checkerboard_ratio(_smooth_noise(1) * 0.05 + board) > 20
+    with pytest.raises(ValueError, match="even sides"):
+        M.checkerboard_ratio(np.zeros((2, 33, 33)))
 
 
 def test_diversity_ratio():

@@ -14,6 +14,10 @@ lits       ``volume-N.nii[.gz]`` and ``segmentation-N.nii[.gz]``               0
 Modalities get one canonical name whatever the release calls them: ``flair``, ``t1``,
 ``t1ce``, ``t2``, ``dwi`` and ``ct``. The phantoms of this library add a healthy ground
 truth beside each image (``<case>_flair_healthy.nii.gz``; ``healthy-N.nii.gz`` for LiTS).
+
+Hidden files and folders (``.name``, macOS's ``._name`` and ``__MACOSX``) and backups such as
+``segmentation-3.nii.gz.orig`` are ignored. A file present both as ``.nii`` and ``.nii.gz``,
+or a case id found twice, is refused: the loader never guesses which copy is meant.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import data_root
-from ..utils import DataError
+from ..utils import DataError, OptionError
 from .nifti import Volume, load_volume
 
 # label conventions: allowed labels and the sub-regions built from them
@@ -71,10 +75,15 @@ class Case:
 
     def load_seg(self) -> np.ndarray:
         """Integer label volume, checked against the layout's label convention."""
+        return self.load_seg_volume().data
+
+    def load_seg_volume(self) -> Volume:
+        """The segmentation as a :class:`Volume` (int16 labels and the file's own affine)."""
         if self.seg is None:
             raise DataError(f"case {self.case_id}: no segmentation file found")
         vol = load_volume(self.seg)
-        return check_labels(vol.data, self.layout, self.seg)
+        vol.data = check_labels(vol.data, self.layout, self.seg)
+        return vol
 
     def lesion_mask(self, region: str | None = None, seg: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask of a sub-region (default: the layout's lesion, e.g. BraTS whole tumour)."""
@@ -100,16 +109,25 @@ def region_mask(seg: np.ndarray, layout: str, region: str | None = None) -> np.n
     conv = LABELS[layout]
     region = region or conv["lesion"]
     if region not in conv["regions"]:
-        raise ValueError(f"region '{region}' is not defined for {layout}; choose from {sorted(conv['regions'])}")
+        raise OptionError(f"region '{region}' is not defined for {layout}; choose from {sorted(conv['regions'])}")
     return np.isin(seg, conv["regions"][region])
 
 
+def _visible(path: Path, root: Path) -> bool:
+    """False for anything hidden below ``root``: ``.name``, macOS's ``._name`` and ``__MACOSX``."""
+    return not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(root).parts)
+
+
+def _one_file(found: list[Path], what: str) -> Path | None:
+    """The single file of ``found``; two or more copies (``.nii`` and ``.nii.gz``) are refused."""
+    if len(found) > 1:
+        raise DataError(f"{what} is there {len(found)} times: {', '.join(map(str, found))}; "
+                        "keep one and remove the others")
+    return found[0] if found else None
+
+
 def _nii(folder: Path, stem: str) -> Path | None:
-    for ext in NII:
-        p = folder / f"{stem}{ext}"
-        if p.is_file():
-            return p
-    return None
+    return _one_file([p for ext in NII if (p := folder / f"{stem}{ext}").is_file()], stem)
 
 
 def detect_layout(root: str | Path | None = None) -> str:
@@ -118,17 +136,19 @@ def detect_layout(root: str | Path | None = None) -> str:
     Raises :class:`~pseudohealthy_lib.utils.DataError` naming the folder if the layout is unknown.
     """
     root = data_root(root)
+    if root.is_file():
+        raise DataError(f"{root}: is a file; give the dataset's folder")
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
-    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _visible(d, root)]
     for d in subdirs:
         if _nii(d, f"{d.name}-t2f") or _nii(d, f"{d.name}-seg"):
             return "brats2023"
         if _nii(d, f"{d.name}_flair") or _nii(d, f"{d.name}_seg"):
             return "brats2018"
-    if any(p.name.startswith("VSD.Brain") for p in root.glob("**/VSD.Brain*")):
+    if any(_visible(p, root) for p in root.glob("**/VSD.Brain*")):
         return "isles2015"
-    if any(root.glob("**/volume-*.nii*")):
+    if any(_visible(p, root) for p in root.glob("**/volume-*.nii*")):
         return "lits"
     if not any(root.iterdir()):
         raise DataError(f"{root}: the data folder is empty")
@@ -146,16 +166,27 @@ def list_cases(root: str | Path | None = None, layout: str | None = None) -> lis
     layout = layout or detect_layout(root)
     finder = {"brats2018": _brats2018, "brats2023": _brats2023, "isles2015": _isles2015, "lits": _lits}
     if layout not in finder:
-        raise ValueError(f"unknown layout '{layout}'; choose from {sorted(finder)}")
+        raise OptionError(f"unknown layout '{layout}'; choose from {sorted(finder)}")
     cases = finder[layout](root)
     if not cases:
         raise DataError(f"{root}: no {layout} cases found")
+    seen: dict[str, Case] = {}
+    for c in cases:
+        if c.case_id in seen:
+            raise DataError(f"{root}: case id '{c.case_id}' is there twice ({_where(seen[c.case_id])} and "
+                            f"{_where(c)}); keep one")
+        seen[c.case_id] = c
     return cases
+
+
+def _where(case: Case) -> Path | str:
+    """A file of ``case`` that shows where it lives, for error messages."""
+    return next(iter(case.files.values()), case.seg) or case.case_id
 
 
 def _brats(root: Path, layout: str, mods: dict[str, str], sep: str) -> list[Case]:
     cases = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p, root)):
         files = {m: p for m, tag in mods.items() if (p := _nii(d, f"{d.name}{sep}{tag}"))}
         seg = _nii(d, f"{d.name}{sep}seg")
         if not files and seg is None:
@@ -178,10 +209,11 @@ def _isles2015(root: Path) -> list[Case]:
     pattern = re.compile(r"VSD\.Brain(?:_\d+more)?\.XX\.O\.(\w+?)\.(\d+)$")
     for d in sorted(root.glob("**/VSD.Brain*")):
         m = pattern.match(d.name)
-        if not d.is_dir() or not m:
+        if not d.is_dir() or not m or not _visible(d, root):
             continue
         kind = m.group(1)
-        nii = next((p for ext in NII for p in sorted(d.glob(f"*{ext}"))), None)
+        nii = _one_file([p for p in sorted(d.iterdir()) if p.name.endswith(NII) and _visible(p, root)],
+                        "a .nii image")
         if nii is None:
             raise DataError(f"{d}: ISLES folder holds no .nii file")
         case = by_case.setdefault(d.parent, Case(d.parent.name, "isles2015", {}))
@@ -193,15 +225,18 @@ def _isles2015(root: Path) -> list[Case]:
 
 
 def _lits(root: Path) -> list[Case]:
+    files: dict[tuple[str, str], list[Path]] = {}
+    for p in sorted(root.glob("**/*.nii*")):
+        m = re.match(r"(volume|segmentation)-(\d+)\.nii(\.gz)?$", p.name)
+        if m and _visible(p, root):
+            files.setdefault((m.group(1), m.group(2)), []).append(p)
     cases = []
-    for vol in root.glob("**/volume-*.nii*"):
-        n = re.match(r"volume-(\d+)\.nii(\.gz)?$", vol.name)
-        if not n:
-            continue
-        num = n.group(1)
-        seg = next((p for p in root.glob(f"**/segmentation-{num}.nii*")), None)
-        healthy = _nii(vol.parent, f"healthy-{num}")
-        cases.append(Case(num, "lits", {"ct": vol}, seg, {"ct": healthy} if healthy else {}))
+    for (kind, num), vols in files.items():
+        if kind == "volume":
+            vol = _one_file(vols, f"volume-{num}")
+            seg = _one_file(files.get(("segmentation", num), []), f"segmentation-{num}")
+            healthy = _nii(vol.parent, f"healthy-{num}")
+            cases.append(Case(num, "lits", {"ct": vol}, seg, {"ct": healthy} if healthy else {}))
     return sorted(cases, key=lambda c: int(c.case_id))
 
 

@@ -34,6 +34,8 @@ The book's appendix on the phantom's limits says more.
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..utils import DataError, OptionError, at_least, exit_on_sigterm, remove_stale_temps
 from .nifti import save_volume
 
 VERSION = 2                      # bump when the generated voxels change (names the cache folders)
@@ -219,13 +222,22 @@ def _stroke(tissue: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, t
     return labels, box
 
 
-def make_subject(seed: int, index: int, lesion: str = "glioma", modalities=MODALITIES) -> PhantomSubject:
-    """Generate subject ``index`` of dataset ``seed`` (deterministic)."""
+def check_options(seed: int, lesion: str, modalities) -> None:
+    """Raise :class:`~pseudohealthy_lib.utils.OptionError` for a negative seed, an unknown lesion
+    type or modality, or no modality at all."""
+    at_least(seed, "seed", 0)
     if lesion not in ("glioma", "stroke"):
-        raise ValueError(f"unknown lesion type '{lesion}'; choose 'glioma' or 'stroke'")
+        raise OptionError(f"unknown lesion type '{lesion}'; choose 'glioma' or 'stroke'")
+    if isinstance(modalities, str) or not modalities:
+        raise OptionError(f"modalities must be a non-empty list such as {list(MODALITIES)}, got {modalities!r}")
     for m in modalities:
         if m not in TISSUE:
-            raise ValueError(f"unknown modality '{m}'; choose from {MODALITIES}")
+            raise OptionError(f"unknown modality '{m}'; choose from {MODALITIES}")
+
+
+def make_subject(seed: int, index: int, lesion: str = "glioma", modalities=MODALITIES) -> PhantomSubject:
+    """Generate subject ``index`` of dataset ``seed`` (deterministic)."""
+    check_options(seed, lesion, modalities)
     rng = np.random.default_rng([seed, index, 0 if lesion == "glioma" else 1])
     maps, affine = template()
     tissue = _warp(maps, rng, BRAIN_BOX)                        # (3, X, Y, Z): CSF, GM, WM
@@ -296,20 +308,51 @@ def _one(args) -> str:
     return write_subject(make_subject(seed, i, lesion, modalities), out).name
 
 
+def _start_worker(parent: int) -> None:
+    """Pool initialiser: one torch thread, and exit as soon as the parent process is gone
+    (a killed ``generate`` must not leave its workers running)."""
+    torch.set_num_threads(1)
+    exit_on_sigterm()                       # Pool.terminate() then runs the workers' clean-up too
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def output_folder(out: str | Path) -> Path:
+    """``out`` created as a folder; :class:`~pseudohealthy_lib.utils.DataError` if a file is in the way.
+
+    Temporary files that a killed run left there are removed.
+    """
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise DataError(f"{p}: is a file; the output must be a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, recursive=True)
+    return out
+
+
 def generate(out: str | Path, subjects: int, seed: int = 0, lesion: str = "glioma",
              modalities=MODALITIES, workers: int | None = None, progress: bool = True) -> list[str]:
     """Write ``subjects`` phantom subjects to ``out`` in the BraTS layout; returns their ids.
 
-    Subjects already on disk (all files present) are kept, so an interrupted run resumes.
-    ``workers`` processes share the work (default: the number of CPU cores, at most 4).
+    Subjects already on disk (all files present) are kept, so an interrupted run resumes and
+    gives the same voxels as an uninterrupted one. ``workers`` processes share the work
+    (default: the number of CPU cores, at most 4); they stop when ``generate`` is stopped.
     """
-    import os
-    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import Pool
 
     from tqdm.auto import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    at_least(subjects, "subjects")
+    check_options(seed, lesion, modalities)
+    if workers is not None:
+        at_least(workers, "workers")
+    out = output_folder(out)
     todo, ids = [], []
     for i in range(subjects):
         sid = subject_id(seed, i, lesion)
@@ -325,8 +368,8 @@ def generate(out: str | Path, subjects: int, seed: int = 0, lesion: str = "gliom
             _one(a)
             bar.update()
     else:
-        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for _ in pool.map(_one, todo):
+        with Pool(min(workers, len(todo)), initializer=_start_worker, initargs=(os.getpid(),)) as pool:
+            for _ in pool.imap_unordered(_one, todo):           # leaving the block terminates the workers
                 bar.update()
     bar.close()
     generate.last_seconds = time.perf_counter() - t0

@@ -64,8 +64,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..utils import OptionError, at_least
 from .nifti import save_volume
 from .phantom import lesion_support as brain_lesion_support
+from .phantom import output_folder
 
 SHAPE = (256, 256, 48)          # voxels (x: right, y: anterior, z: superior)
 SPACING = (1.5, 1.5, 2.5)       # mm, a typical LiTS resolution
@@ -635,7 +637,7 @@ def make_case(seed: int, index: int, shape=SHAPE, spacing=SPACING) -> CTCase:
     shape = tuple(int(s) for s in shape)
     spacing = tuple(float(s) for s in spacing)
     if len(shape) != 3 or len(spacing) != 3 or min(shape) < 1 or min(spacing) <= 0:
-        raise ValueError(f"shape and spacing must be 3 positive numbers each, got {shape} and {spacing}")
+        raise OptionError(f"shape and spacing must be 3 positive numbers each, got {shape} and {spacing}")
     rng = np.random.default_rng([seed, index])
     cv = _Canvas(shape, spacing)
     _anatomy(cv, rng)
@@ -706,8 +708,9 @@ def generate(out: str | Path, cases: int, seed: int = 0, progress: bool = True,
     returns their ids. Cases whose three files already exist are kept (resume)."""
     from tqdm.auto import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    at_least(cases, "cases")
+    at_least(seed, "seed", 0)
+    out = output_folder(out)
     ids = [str(i) for i in range(cases)]
     todo = [i for i in range(cases) if not all(p.is_file() for p in case_files(out, str(i)))]
     t0 = time.perf_counter()

@@ -28,11 +28,17 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import data_root
-from ..utils import DataError, atomic_path
+from ..utils import DataError, OptionError, at_least, atomic_path
 from . import preprocess as pp
-from .layouts import REGION_NAMES, list_cases, region_mask
+from .layouts import LABELS, REGION_NAMES, list_cases, region_mask
 
 KEYS = ("images", "masks", "seg", "labels", "subjects", "slice_index", "split", "meta")
+SPLITS = ("train", "val", "test")
+#: what load_prepared checks: per key, (leading shape: "slices" (N, S, S) or "n" (N,), kind of values)
+SCHEMA = {"images": ("slices", "unit"), "healthy": ("slices", "unit"), "masks": ("slices", "binary"),
+          "seg": ("slices", "labels"), "labels": ("n", "binary"), "subjects": ("n", "text"),
+          "slice_index": ("n", "index"), "split": ("n", "split")}
+SPACE_TOLERANCE = 0.1       #: largest offset between the voxel grids of one case's files, in voxels
 
 
 @dataclass
@@ -79,19 +85,33 @@ class PreparedSlices:
 
 
 def prepare(data: str | Path | None, out: str | Path, modality: str = "flair", size: int = 128,
-            n_slices: int | None = 60, slice_range: tuple[int, int] | None = None,
+            n_slices: int | None = 60, slice_range: tuple[int | None, int | None] | None = None,
             min_area: int = 100, region: str | None = None, fractions=(0.7, 0.1, 0.2),
             seed: int = 0, window: tuple[float, float] = (40.0, 400.0), max_cases: int | None = None,
             progress: bool = True) -> Path:
     """Turn a folder of volumes (any supported layout) into one prepared ``.npz`` file.
 
-    ``data`` is the dataset folder; ``None`` means ``$PH_DATA_ROOT``.
+    ``data`` is the dataset folder; ``None`` means ``$PH_DATA_ROOT``. ``out`` is the file to
+    write (any name; it holds NumPy's ``.npz`` format), written atomically.
     ``min_area`` is the smallest lesion area, in pixels of the original slice, for a slice to
     count as pathological; slices with fewer (but some) lesion pixels are dropped.
     ``window`` = (level, width) in HU is used for CT (LiTS) instead of percentile scaling.
+
+    Every file of a case is reoriented to RAS by its own affine, and the segmentation and the
+    healthy ground truth must lie in the image's world space. Bad options raise
+    :class:`~pseudohealthy_lib.utils.OptionError`, bad data :class:`~pseudohealthy_lib.utils.DataError`.
     """
     from tqdm.auto import tqdm
 
+    at_least(size, "size")
+    at_least(min_area, "min_area (lesion pixels of a pathological slice)")
+    if n_slices is not None:
+        at_least(n_slices, "n_slices")
+    if max_cases is not None:
+        at_least(max_cases, "max_cases")
+    if slice_range is not None:
+        slice_range = _check_slice_range(slice_range)
+    out = _output_file(out)
     data = data_root(data)
     cases = list_cases(data)
     if max_cases:
@@ -100,29 +120,28 @@ def prepare(data: str | Path | None, out: str | Path, modality: str = "flair", s
     layout = cases[0].layout
     if layout == "lits":
         modality = "ct"
+        pp.ct_window(np.zeros(1), *window)                  # checks the window before any work
+    region = region or LABELS[layout]["lesion"]
+    region_mask(np.zeros(1), layout, region)                # checks the region name
     cols = {k: [] for k in ("images", "healthy", "masks", "seg", "labels", "subjects", "slice_index")}
     uppers = {}
     for case in tqdm(cases, desc="prepare", unit="case", disable=not progress):
-        vol = case.load(modality)
-        seg = case.load_seg()
-        if seg.shape != vol.data.shape:
-            raise DataError(f"{case.seg}: segmentation shape {seg.shape} differs from image shape "
-                            f"{vol.data.shape} of {vol.path}")
-        img = pp.to_ras(vol.data, vol.affine)
-        seg = pp.to_ras(seg, vol.affine)
-        gt = case.load_healthy(modality)
-        gt = pp.to_ras(gt.data, vol.affine) if gt is not None else None
+        img, seg, gt = _load_case(case, modality)
+        path = case.files[modality]
         if layout == "lits":
             foreground = img > -500
             img01 = pp.ct_window(img, *window)
             gt01 = pp.ct_window(gt, *window) if gt is not None else None
         else:
             foreground = img > 0
-            img01, upper = pp.clip_and_scale(img)
-            gt01 = pp.clip_and_scale(gt, upper=upper)[0] if gt is not None else None
+            img01, upper = _scale_mr(img, path)
+            gt01 = _scale_mr(gt, case.healthy[modality], upper)[0] if gt is not None else None
             uppers[case.case_id] = upper
         mask = region_mask(seg, layout, region)
-        zs = pp.select_slices(img.shape[2], n_slices, *(slice_range or (None, None)))
+        try:
+            zs = pp.select_slices(img.shape[2], n_slices, *(slice_range or (None, None)))
+        except OptionError as e:
+            raise OptionError(f"{path}: {e}") from None
         s_img, s_mask, s_seg = (pp.axial_slices(a)[zs] for a in (img01, mask, seg))
         labels = pp.label_slices(s_mask, min_area)
         keep = labels != pp.AMBIGUOUS
@@ -136,24 +155,112 @@ def prepare(data: str | Path | None, out: str | Path, modality: str = "flair", s
         cols["subjects"].append(np.array([case.case_id] * int(keep.sum())))
         cols["slice_index"].append(zs[keep].astype(np.int16))
     arrays = {k: np.concatenate(v) for k, v in cols.items() if v}
+    if not len(arrays["images"]):
+        raise DataError(f"{data}: no slice left to write: every selected slice has a lesion smaller than "
+                        f"min_area={min_area} pixels")
     if "healthy" in arrays and len(cols["healthy"]) != len(cols["images"]):
         del arrays["healthy"]            # ground truth only for some cases: drop it, never mix
     arrays["split"] = np.array([split_of[s] for s in arrays["subjects"]])
-    region = region or {"brats2018": "wt", "brats2023": "wt", "isles2015": "lesion", "lits": "tumour"}[layout]
     meta = {"source": str(data), "layout": layout, "modality": modality, "size": size,
             "n_slices": n_slices, "slice_range": slice_range, "min_area": min_area,
             "region": region, "region_name": REGION_NAMES[region], "fractions": list(fractions),
             "seed": seed, "window": list(window) if layout == "lits" else None, "v99_5": uppers,
             "value_range": [0, 1]}
     arrays["meta"] = np.array(json.dumps(meta))
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        np.savez(tmp, **arrays)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)            # a file object: np.savez would append .npz to a name
     return out
 
 
+def _check_slice_range(rng) -> tuple[int | None, int | None]:
+    """``(start, stop)`` with ``0 <= start < stop`` (either may be None), else OptionError."""
+    try:
+        start, stop = (None if v is None else at_least(v, "slice range", 0) for v in rng)
+    except (TypeError, ValueError):
+        raise OptionError(f"slice range must be (start, stop) with 0 <= start < stop, got {rng!r}") from None
+    if start is not None and stop is not None and start >= stop:
+        raise OptionError(f"slice range {start}:{stop} is empty: start must be below stop")
+    return start, stop
+
+
+def _output_file(out: str | Path) -> Path:
+    """``out`` as a Path, refused (naming it) when it is a folder or lies below a file."""
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; the output must be a file name, e.g. {out / 'slices.npz'}")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"{parent}: is a file, so {out} cannot be written below it")
+    return out
+
+
+def _load_case(case, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Image, segmentation and healthy ground truth (or None) of ``case`` in RAS, checked to share
+    the image's world space."""
+    vol = case.load(modality)
+    img, affine = pp.to_ras_with_affine(vol.data, vol.affine)
+    _check_not_blank(img, vol.path)
+    seg = _same_space(case.load_seg_volume(), "segmentation", vol, img.shape, affine)
+    gt = case.load_healthy(modality)
+    if gt is not None:
+        gt = _same_space(gt, "healthy ground truth", vol, img.shape, affine)
+        _check_not_blank(gt, case.healthy[modality])
+    return img, seg, gt
+
+
+def _same_space(other, what: str, ref, ref_shape: tuple, ref_affine: np.ndarray) -> np.ndarray:
+    """``other``'s data in RAS, after checking that it lies on the grid of the image ``ref``, whose
+    RAS shape and affine are ``ref_shape`` and ``ref_affine``.
+
+    Voxel centres of the two files may differ by at most :data:`SPACE_TOLERANCE` of a voxel.
+    """
+    data, affine = pp.to_ras_with_affine(other.data, other.affine)
+    if data.shape != ref_shape:
+        raise DataError(f"{other.path}: {what} shape {other.data.shape} differs from image shape "
+                        f"{ref.data.shape} of {ref.path} (stored as {other.orientation} and {ref.orientation}, "
+                        f"compared in RAS)")
+    corners = np.array(np.meshgrid(*[(0, n - 1) for n in data.shape], indexing="ij")).reshape(3, -1)
+    corners = np.vstack([corners, np.ones(corners.shape[1])])
+    gap = float(np.abs((affine - ref_affine) @ corners)[:3].max())
+    voxel = float(np.sqrt((ref_affine[:3, :3] ** 2).sum(0)).min())
+    if gap > SPACE_TOLERANCE * voxel:
+        raise DataError(f"{other.path}: {what} is not in the world space of the image {ref.path}: "
+                        f"their voxels are up to {gap:.3g} mm apart; resample it onto the image's grid")
+    return data
+
+
+def _check_not_blank(data: np.ndarray, path: Path) -> None:
+    """Refuse a volume whose voxels all have one value (an empty or failed export)."""
+    if data.min() == data.max():
+        raise DataError(f"{path}: every voxel is {float(data.min()):g}; the volume is blank")
+
+
+def _scale_mr(img: np.ndarray, path: Path, upper: float | None = None) -> tuple[np.ndarray, float]:
+    """:func:`~.preprocess.clip_and_scale` of an MR volume, refusing values well below 0.
+
+    Released MR images have a background of 0; negative values (z-scored or otherwise
+    normalised data) would be clipped away silently, so they are an error. Slight ones (above
+    -1% of the volume's own 99.5th percentile: interpolation ringing) are clipped as before.
+    """
+    scaled, upper = pp.clip_and_scale(img, upper=upper)
+    low = float(img.min())
+    if low < 0 and low < -0.01 * max(float(np.percentile(img, 99.5)), 0.0):     # percentile only if needed
+        raise DataError(f"{path}: intensities go down to {low:.4g}; prepare expects MR images as released, "
+                        "with a background of 0, not z-scored or shifted ones")
+    if upper <= 0:
+        raise DataError(f"{path}: fewer than 0.5% of the voxels are above 0, so the 99.5th percentile used "
+                        "for scaling is 0; is the volume almost empty?")
+    return scaled, upper
+
+
 def load_prepared(path: str | Path) -> PreparedSlices:
-    """Load a file written by :func:`prepare` (raises :class:`~pseudohealthy_lib.utils.DataError` naming it if bad)."""
+    """Load a file written by :func:`prepare`.
+
+    Raises :class:`~pseudohealthy_lib.utils.DataError` naming the file and the problem if it is
+    missing, unreadable, or breaks the format of the module docstring: shapes (N, S, S) and
+    (N,), dtypes, finite images in [0, 1], masks and labels in {0, 1}, known split names,
+    readable meta JSON.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: prepared file not found (make one with `python -m pseudohealthy_lib prepare`)")
@@ -163,10 +270,55 @@ def load_prepared(path: str | Path) -> PreparedSlices:
             if missing:
                 raise DataError(f"{path}: not a prepared slice file, missing {missing}")
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read prepared file, corrupt or truncated ({e})") from e
-    meta = json.loads(str(arrays.pop("meta")))
+    except ValueError as e:
+        raise DataError(f"{path}: cannot read prepared file ({e})") from e
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: 'meta' is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}")
+    unknown = sorted(set(arrays) - set(SCHEMA))
+    if unknown:
+        raise DataError(f"{path}: unknown keys {unknown} in a prepared file")
+    for key in SCHEMA:
+        if key in arrays:
+            _check_array(path, key, arrays[key], arrays["images"].shape)
     return PreparedSlices(meta=meta, **arrays)
+
+
+def _check_array(path: Path, key: str, a: np.ndarray, image_shape: tuple) -> None:
+    """Check one array of a prepared file against :data:`SCHEMA`; raise DataError naming it."""
+    def bad(problem: str):
+        return DataError(f"{path}: '{key}' {problem}")
+
+    shape, kind = SCHEMA[key]
+    if key == "images" and (len(image_shape) != 3 or image_shape[1] != image_shape[2] or not image_shape[0]):
+        raise bad(f"has shape {image_shape}; expected (N, S, S) with N >= 1 square slices")
+    want = image_shape if shape == "slices" else image_shape[:1]
+    if a.shape != want:
+        raise bad(f"has shape {a.shape}; expected {want} to match 'images' {image_shape}")
+    numeric = a.dtype.kind in "biu"
+    if kind == "unit":
+        if a.dtype.kind != "f":
+            raise bad(f"has dtype {a.dtype}; expected floating-point intensities in [0, 1]")
+        lo, hi = float(a.min()), float(a.max())                   # NaN and inf show up here too
+        if not np.isfinite([lo, hi]).all():
+            raise bad(f"holds {int((~np.isfinite(a)).sum())} NaN or infinite values")
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise bad(f"has values in [{lo:.4g}, {hi:.4g}]; expected intensities in [0, 1]")
+    elif kind in ("binary", "labels", "index") and not numeric:
+        raise bad(f"has dtype {a.dtype}; expected integers")
+    elif kind in ("text", "split") and a.dtype.kind not in "US":
+        raise bad(f"has dtype {a.dtype}; expected strings")
+    if kind == "binary" and a.size and (a.min() < 0 or a.max() > 1):     # min/max: fast on big masks
+        raise bad(f"has values {sorted(set(np.unique(a).tolist()) - {0, 1})[:5]}; expected only [0, 1]")
+    if kind == "split" and not set(np.unique(a).tolist()) <= set(SPLITS):
+        raise bad(f"has values {sorted(set(np.unique(a).tolist()) - set(SPLITS))[:5]}; expected only {sorted(SPLITS)}")
+    if kind in ("labels", "index") and a.size and a.min() < 0:
+        raise bad(f"has negative values (down to {a.min()})")
 
 
 class _SliceDataset(Dataset):

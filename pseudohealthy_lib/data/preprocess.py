@@ -14,13 +14,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..utils import OptionError, at_least
+
 HEALTHY, PATHOLOGICAL, AMBIGUOUS = 0, 1, -1
 
 
 def to_ras(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Reorder and flip the axes of ``data`` so that they point Right, Anterior, Superior."""
+    return to_ras_with_affine(data, affine)[0]
+
+
+def to_ras_with_affine(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`to_ras` plus the affine of the reoriented array (same voxels, same world space)."""
     ornt = nib.orientations.io_orientation(affine)
-    return np.ascontiguousarray(nib.orientations.apply_orientation(data, ornt))
+    ras = np.ascontiguousarray(nib.orientations.apply_orientation(data, ornt))
+    return ras, affine @ nib.orientations.inv_ornt_aff(ornt, data.shape)
 
 
 def clip_and_scale(volume: np.ndarray, percentile: float = 99.5, upper: float | None = None,
@@ -52,6 +60,8 @@ def from_tanh_range(x):
 
 def ct_window(hu: np.ndarray, level: float = 40.0, width: float = 400.0) -> np.ndarray:
     """Map Hounsfield units to [0, 1] through a display window (default: abdomen, W400 L40)."""
+    if not width > 0:
+        raise OptionError(f"CT window width must be positive, got {width}")
     lo = level - width / 2
     return np.clip((hu - lo) / width, 0, 1).astype(np.float32)
 
@@ -66,12 +76,17 @@ def select_slices(n_total: int, n: int | None = 60, start: int | None = None, st
     """Indices of the slices to keep: ``range(start, stop)`` if given, else the middle ``n``.
 
     PHS-GAN keeps the middle 60 axial slices of each BraTS / ISLES volume.
+    Raises :class:`~pseudohealthy_lib.utils.OptionError` for ``n < 1`` or a range that is
+    empty or reaches outside the volume.
     """
     if start is not None or stop is not None:
         start, stop = start or 0, n_total if stop is None else stop
         if not 0 <= start < stop <= n_total:
-            raise ValueError(f"slice range [{start}, {stop}) is outside a volume of {n_total} slices")
+            raise OptionError(f"slice range {start}:{stop} is empty or outside a volume of {n_total} slices "
+                              f"(0:{n_total} at most)")
         return np.arange(start, stop)
+    if n is not None:
+        at_least(n, "number of slices")
     if n is None or n >= n_total:
         return np.arange(n_total)
     first = (n_total - n) // 2
@@ -84,7 +99,9 @@ def label_slices(masks: np.ndarray, min_area: int = 100) -> np.ndarray:
     0 = healthy (no lesion pixel), 1 = pathological (at least ``min_area`` lesion pixels),
     -1 = ambiguous (a few lesion pixels): such slices are neither healthy nor a fair example
     of a lesion, so the datasets leave them out rather than calling them healthy.
+    ``min_area`` must be at least 1: with 0, every lesion-free slice would count as pathological.
     """
+    at_least(min_area, "min_area (lesion pixels of a pathological slice)")
     area = masks.reshape(len(masks), -1).sum(1)
     labels = np.full(len(masks), AMBIGUOUS, np.int8)
     labels[area == 0] = HEALTHY
@@ -138,8 +155,10 @@ def patient_split(ids, fractions=(0.7, 0.1, 0.2), seed: int = 0,
 
     Every split with a non-zero fraction gets at least one patient when there are enough.
     """
-    if abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"split fractions {fractions} must sum to 1")
+    if len(fractions) != len(names) or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise OptionError(f"split fractions {tuple(fractions)} must sum to 1 and be {len(names)} "
+                          "non-negative numbers")
+    at_least(seed, "seed", 0)
     uniq = sorted(set(ids))
     order = np.random.default_rng(seed).permutation(len(uniq))
     counts = np.floor(np.array(fractions) * len(uniq)).astype(int)

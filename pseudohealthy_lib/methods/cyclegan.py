@@ -13,7 +13,6 @@ G_AB is its G_A2N and G_BA its G_N2A.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -142,44 +141,6 @@ class CycleGAN(Method):
         if self.opt["bidirectional"]:
             out |= {"B": batch["B"], "G_BA(B)": self.nets["G_BA"](batch["B"])}
         return out
-
-    @torch.no_grad()
-    def evaluate(self, data, split: str = "test", batch_size: int = 16) -> dict:
-        """Metrics on the pathological slices of ``split`` (images compared in [0, 1]).
-
-        Domain B = masks: ``dice_AB`` (Dice of G_AB(A) > 0 against A's lesion mask: the A -> B
-        direction judged as segmentation), ``psnr_BA`` and ``ssim_BA`` (G_BA of A's own mask
-        against A: the B -> A direction judged as image synthesis).
-        Domain B = healthy: ``psnr_healthy`` (output vs input outside the lesion) and, with a
-        phantom's ground truth, ``psnr_lesion_gt`` (output vs truth inside the lesion).
-        """
-        from .. import metrics as M
-        from ..data.prepared import PairedDataset
-
-        self.eval()
-        dev = next(self.parameters()).device
-        ds = PairedDataset(data, split, label=1)
-        sums: dict[str, list[float]] = {}
-        for start in range(0, len(ds), batch_size):
-            items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-            x = torch.stack([it["image"] for it in items]).to(dev)
-            mask = torch.stack([it["mask"] for it in items]).to(dev)
-            y = self.nets["G_AB"](x)
-            x01, y01 = (x + 1) / 2, (y + 1) / 2
-            for i in range(len(items)):
-                if self.opt["domain_b"] == "mask":
-                    sums.setdefault("dice_AB", []).append(M.dice(y[i] > 0, mask[i]))
-                    if self.opt["bidirectional"]:
-                        syn = (self.nets["G_BA"](mask[i:i + 1] * 2 - 1)[0] + 1) / 2
-                        sums.setdefault("psnr_BA", []).append(M.psnr(syn, x01[i]))
-                        sums.setdefault("ssim_BA", []).append(M.ssim(syn[0], x01[i, 0]))
-                else:
-                    sums.setdefault("psnr_healthy", []).append(M.psnr(y01[i], x01[i], 1 - mask[i]))
-                    if "healthy" in items[i]:
-                        gt = (items[i]["healthy"].to(dev) + 1) / 2
-                        sums.setdefault("psnr_lesion_gt", []).append(M.psnr(y01[i], gt, mask[i]))
-        self.train()
-        return {k: float(np.nanmean(v)) for k, v in sums.items()} | {"slices": len(ds)}
 
     # -- image pools are part of the training state
     def extra_state(self):

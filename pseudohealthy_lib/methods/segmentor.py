@@ -1,9 +1,13 @@
 """A U-Net lesion segmentor, trained with cross-entropy plus soft Dice.
 
 The book uses it as PHS-GAN's pre-trained segmentor f_pre, the judge of the *healthiness*
-metric: it is trained on pathological slices with their masks, then asked how much lesion it
-still finds in a pseudo-healthy image. (PHS-GAN's and SMILE's own segmentors, trained jointly
-with their generators, live in their method files.)
+metric: it is trained on slices with their masks, then asked how much lesion it still finds in
+a pseudo-healthy image. A judge must find lesions (Dice) *and* stay quiet on healthy tissue
+(false alarms), so the shipped judge trains on lesion-free slices too and, on a phantom, on the
+healthy twin of every lesion slice (``healthy_twins``): the same anatomy without the lesion, the
+strongest lesson in "this is what healthy looks like here". Real data has no twins; there the
+option is refused. (PHS-GAN's and SMILE's own segmentors, trained jointly with their
+generators, live in their method files.)
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import torch
 from torch import nn
 
 from .. import losses as L
+from torch.utils.data import Dataset
+
 from ..data.prepared import PairedDataset
 from ..engine import Method
 from ..networks import UnetGenerator
@@ -19,7 +25,11 @@ from ..networks import UnetGenerator
 
 class Segmentor(Method):
     name = "segmentor"
-    defaults = {"ngf": 16, "unet_downs": 7, "dropout": 0.0, "lambda_dice": 1.0, "pathological_only": True}
+    # batch_dice: soft Dice pooled over the batch (lesion-free slices then teach "flag nothing");
+    # beta1 0.9: the usual Adam setting for segmentation (the GANs' 0.5 is for adversarial games)
+    defaults = {"ngf": 16, "unet_downs": 7, "dropout": 0.0, "lambda_dice": 1.0, "pathological_only": True,
+                "batch_dice": False, "beta1": 0.5, "augment": False, "healthy_twins": False,
+                "min_size": 0}    # min_size: connected components smaller than this are not a lesion
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -27,16 +37,38 @@ class Segmentor(Method):
         self.nets = nn.ModuleDict({"S": UnetGenerator(1, 1, o["ngf"], o["unet_downs"], o["dropout"], final="none")})
 
     def dataset(self, data, split):
-        return PairedDataset(data, split, label=1 if self.opt["pathological_only"] else None)
+        base = PairedDataset(data, split, label=1 if self.opt["pathological_only"] else None)
+        if not self.opt["healthy_twins"]:
+            return base
+        if not data.has_ground_truth:
+            raise ValueError("healthy_twins needs a phantom's healthy ground truth; this data has none")
+        return WithTwins(base)
 
     def optimizers(self):
-        return {"S": self.adam(self.nets["S"])}
+        return {"S": torch.optim.Adam(self.nets["S"].parameters(), lr=self.cfg.lr,
+                                      betas=(self.opt["beta1"], self.cfg.beta2))}
+
+    @staticmethod
+    def augment(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random flip (left-right, up-down) and quarter turn for each image and its
+        mask: a lesion detector should not depend on where in the brain lesions were seen in
+        training. Draws from torch's global generator, which checkpoints save and restore."""
+        k, fh, fv = torch.randint(4, (1,)).item(), torch.rand(1).item() < 0.5, torch.rand(1).item() < 0.5
+        out = []
+        for t in (image, mask):
+            t = torch.rot90(t, k, (-2, -1))
+            t = t.flip(-1) if fh else t
+            out.append(t.flip(-2) if fv else t)
+        return out[0], out[1]
 
     def training_step(self, batch, ctx):
+        if self.opt["augment"]:
+            batch = dict(batch)
+            batch["image"], batch["mask"] = self.augment(batch["image"], batch["mask"])
         with ctx.autocast():
             logits = self.nets["S"](batch["image"]).float()
             ce = L.segmentation_ce(logits, batch["mask"])
-            dice = L.soft_dice_loss(torch.sigmoid(logits), batch["mask"])
+            dice = L.soft_dice_loss(torch.sigmoid(logits), batch["mask"], per_image=not self.opt["batch_dice"])
             loss = ce + self.opt["lambda_dice"] * dice
         ctx.backward(loss)
         ctx.step("S")
@@ -45,28 +77,40 @@ class Segmentor(Method):
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Lesion probability (B, 1, H, W) for images in [-1, 1]."""
-        return torch.sigmoid(self.nets["S"](x))
+        return torch.sigmoid(self.nets["S"](x).float())
+
+    @torch.no_grad()
+    def predict_mask(self, x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+        """Binary lesion masks (B, 1, H, W): probability above ``threshold``, without connected
+        components (8-neighbourhood) smaller than the ``min_size`` option."""
+        from scipy import ndimage
+
+        masks = (self.predict(x) > threshold).cpu().numpy()
+        if self.opt["min_size"] > 1:
+            for m in masks[:, 0]:
+                lab, n = ndimage.label(m, structure=np.ones((3, 3)))
+                if n:
+                    small = np.bincount(lab.ravel())[1:] < self.opt["min_size"]
+                    m[np.isin(lab, 1 + np.nonzero(small)[0])] = False
+        return torch.from_numpy(masks).to(x.device)
 
     def samples(self, batch):
         return {"image": batch["image"], "mask": batch["mask"] * 2 - 1, "prediction": self.predict(batch["image"]) * 2 - 1}
 
-    @torch.no_grad()
-    def evaluate(self, data, split: str = "test", batch_size: int = 32) -> dict:
-        """Mean Dice on the pathological slices of ``split`` and the fraction of healthy slices
-        in which it finds any lesion pixel (false alarms)."""
-        from .. import metrics as M
 
-        self.eval()
-        dev = next(self.parameters()).device
-        out = {}
-        for label, key in ((1, "dice"), (0, "false_alarm_rate")):
-            ds = PairedDataset(data, split, label=label)
-            vals = []
-            for s in range(0, len(ds), batch_size):
-                items = [ds[i] for i in range(s, min(s + batch_size, len(ds)))]
-                p = self.predict(torch.stack([it["image"] for it in items]).to(dev)) > 0.5
-                for it, pi in zip(items, p):
-                    vals.append(M.dice(pi, it["mask"]) if label == 1 else float(pi.any()))
-            out[key] = float(np.mean(vals)) if vals else float("nan")
-        self.train()
-        return out
+class WithTwins(Dataset):
+    """A :class:`PairedDataset` followed by the healthy twin (phantom ground truth, empty mask,
+    label 0) of each of its lesion slices."""
+
+    def __init__(self, base: PairedDataset):
+        self.base = base
+        self.lesion = [i for i in range(len(base)) if base.data.labels[base.index[i]] == 1]
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.lesion)
+
+    def __getitem__(self, i: int) -> dict:
+        if i < len(self.base):
+            return self.base[i]
+        item = self.base[self.lesion[i - len(self.base)]]
+        return {**item, "image": item["healthy"], "mask": torch.zeros_like(item["mask"]), "label": 0}
