@@ -21,6 +21,17 @@ def _at_least(minimum: int):
     return parse
 
 
+def _positive(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _slice_range(text: str) -> tuple[int | None, int | None]:
     """argparse type of --slice-range: ``START:STOP`` (either may be left out) with 0 <= START < STOP."""
     start, sep, stop = text.partition(":")
@@ -65,13 +76,43 @@ def _prepare(a: argparse.Namespace) -> None:
 
 
 def _value(text: str):
-    """Parse a --set value: JSON (numbers, true/false, null) or a plain string."""
+    """Parse a --set value: true/false (any case), null/none, a JSON number, or a plain string."""
     import json
 
+    word = text.strip().lower()
+    if word in ("true", "false"):
+        return word == "true"
+    if word in ("null", "none"):
+        return None
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def _options(a: argparse.Namespace, method) -> dict:
+    """The method options of ``train``: the ``--variant``'s, then each ``--set KEY=VALUE``."""
+    options = {}
+    if a.variant is not None:
+        if not method.variants:
+            raise OptionError(f"--variant: {method.name} has no variants (only "
+                              f"{', '.join(m.name for m in _methods().values() if m.variants)} has); use --set")
+        if a.variant not in method.variants:
+            raise OptionError(f"--variant: unknown variant '{a.variant}' of {method.name}; "
+                              f"choose from {', '.join(method.variants)}")
+        options |= method.variants[a.variant]
+    for kv in a.set or []:
+        k, eq, v = kv.partition("=")
+        if not eq or not k.strip():
+            raise OptionError(f"--set {kv}: expected KEY=VALUE, such as generator=unet")
+        options[k.strip()] = _value(v)
+    return options
+
+
+def _methods() -> dict:
+    from .methods import METHODS
+
+    return METHODS
 
 
 def _metrics_for_zoo(trainer) -> dict:
@@ -89,19 +130,17 @@ def _metrics_for_zoo(trainer) -> dict:
 
 def _train(a: argparse.Namespace) -> None:
     from . import presets, zoo
-    from .data import load_prepared
     from .engine import Trainer
 
-    options = {}
-    if a.variant:
-        from .methods.antgan import VARIANTS
-
-        if a.variant not in VARIANTS:
-            raise ValueError(f"unknown variant '{a.variant}'; choose from {sorted(VARIANTS)}")
-        options |= VARIANTS[a.variant]
-    for kv in a.set or []:
-        k, _, v = kv.partition("=")
-        options[k] = _value(v)
+    exit_on_sigterm()
+    if a.data is not None:
+        unused = [f"--{k.replace('_', '-')}" for k in ("size", "subjects", "data_seed") if getattr(a, k) is not None]
+        if unused:
+            raise OptionError(f"{', '.join(unused)} choose{'s' if len(unused) == 1 else ''} the default phantom data; "
+                              f"with --data {a.data} the prepared file decides")
+    if a.export is not None and (not a.export.strip() or a.export.startswith(".") or "/" in a.export or "\\" in a.export):
+        raise OptionError(f"--export '{a.export}': a zoo name is one plain folder name, such as antgan-lam1")
+    options = _options(a, _methods()[a.method])
     over = {"options": options}
     for k in ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed"):
         if getattr(a, k) is not None:
@@ -124,6 +163,9 @@ def _zoo(a: argparse.Namespace) -> None:
     from . import zoo
 
     if a.train:
+        unknown = [n for n in a.train if n not in zoo.RECIPES and a.train != ["all"]]
+        if unknown:
+            raise OptionError(f"--train: no recipe for {', '.join(unknown)}; known: all, {', '.join(zoo.RECIPES)}")
         zoo.ensure(*(zoo.RECIPES if a.train == ["all"] else a.train))
         return
     if a.reevaluate:
@@ -132,7 +174,11 @@ def _zoo(a: argparse.Namespace) -> None:
         return
     have = set(zoo.available())
     for name in dict.fromkeys([*zoo.RECIPES, *sorted(have)]):
-        size = f"{zoo.manifest(name)['weights_bytes'] / 1e6:5.1f} MB" if name in have else "  missing"
+        if name in have:
+            n = zoo.manifest(name).get("weights_bytes")
+            size = f"{n / 1e6:5.1f} MB" if isinstance(n, (int, float)) else "  unknown"
+        else:
+            size = "  missing"
         print(f"{name:26s} {size}  train {zoo.RECIPES.get(name, '(no recipe)')}")
 
 
@@ -140,14 +186,33 @@ def _evaluate(a: argparse.Namespace) -> None:
     import json
 
     from .data import load_prepared
-    from .evaluate import evaluate, evaluate_seeds, load_model, to_json
+    from .evaluate import evaluate, evaluate_seeds, kind_of, load_model, to_json
 
     data = load_prepared(a.data)
-    judge = load_model(a.segmentor) if a.segmentor else None
-    if len(a.model) > 1:
-        res = evaluate_seeds([load_model(m) for m in a.model], data, a.split, segmentor=judge)
-    else:
-        res = evaluate(load_model(a.model[0]), data, a.split, segmentor=judge, references=a.references)
+    side = data.images.shape[-1]
+
+    def model(spec, what):
+        m = load_model(spec)
+        try:
+            m.check_side(side)
+        except OptionError as e:
+            raise OptionError(f"{what} {spec} on --data {a.data}: {e}") from None
+        return m
+
+    judge = model(a.segmentor, "--segmentor") if a.segmentor else None
+    if judge is not None and kind_of(judge) != "segmentor":
+        raise OptionError(f"--segmentor {a.segmentor}: is a {kind_of(judge)} ({judge.name}), not a segmentor")
+    models = [model(m, "model") for m in a.model]
+    if len({(m.name, kind_of(m)) for m in models}) > 1:
+        raise OptionError("several models are the seeds of one recipe: these are of different methods or kinds ("
+                          + ", ".join(f"{s}: {m.name}" for s, m in zip(a.model, models)) + ")")
+    try:
+        if len(models) > 1:
+            res = evaluate_seeds(models, data, a.split, segmentor=judge)
+        else:
+            res = evaluate(models[0], data, a.split, segmentor=judge, references=a.references)
+    except OptionError as e:
+        raise OptionError(f"--data {a.data}: {e}") from None
     res = to_json(res)
     if a.json:
         print(json.dumps(res))
@@ -212,16 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("method", choices=sorted(METHODS))
     p.add_argument("--preset", choices=list(PRESETS), default=None, help="default: cpu (fast with PH_FAST=1)")
     p.add_argument("--data", default=None, help="prepared .npz (default: the phantom dataset, made on first use)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
-    p.add_argument("--size", type=int, default=None, help="image side for the default phantom data")
-    p.add_argument("--subjects", type=int, default=None, help="phantom subjects for the default data")
-    p.add_argument("--data-seed", type=int, default=None, help="seed of the default phantom (default 0)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--steps", type=_at_least(1), default=None)
+    p.add_argument("--batch-size", type=_at_least(1), default=None)
+    p.add_argument("--lr", type=_positive, default=None, help="learning rate (default: the preset's)")
+    p.add_argument("--size", type=_at_least(1), default=None, help="image side for the default phantom data")
+    p.add_argument("--subjects", type=_at_least(1), default=None, help="phantom subjects for the default data")
+    p.add_argument("--data-seed", type=_at_least(0), default=None, help="seed of the default phantom (default 0)")
+    p.add_argument("--seed", type=_at_least(0), default=None)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--out", default=None, help="run folder (default runs/METHOD-PRESET)")
-    p.add_argument("--variant", default=None, help="ANT-GAN ablation variant (gan, gan+ac, ..., antgan)")
+    p.add_argument("--variant", default=None,
+                   help="named option set of methods that have them: ANT-GAN's ablation (gan, gan+ac, ..., antgan)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. generator=unet")
     p.add_argument("--export", default=None, metavar="NAME", help="after training, write data/zoo/NAME")
     p.set_defaults(func=_train)
@@ -231,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "Several MODELs: one recipe trained with different seeds; prints the spread across seeds.")
     p.add_argument("model", nargs="+", help="zoo name, run folder or checkpoint.pt (several: seeds of one recipe)")
     p.add_argument("--data", required=True, help="prepared .npz (phantom or real data)")
-    p.add_argument("--split", default="test", help="train, val, test or all")
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
     p.add_argument("--references", action="store_true",
                    help="add the reference rows: doing nothing, oracle, inpainting with the true mask, intensity threshold")
     p.add_argument("--segmentor", default=None, help="f_pre for healthiness: zoo name or checkpoint")
@@ -253,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         a.func(a)
     # User mistakes (bad data, bad options, paths that are missing, folders or not allowed) get one
     # line and exit code 2; anything else is a bug in the library and keeps its traceback.
-    # TODO(issue 11): narrow once train/evaluate raise OptionError (drop ValueError from this tuple)
-    except (DataError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (DataError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -23,11 +23,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
+import pickle
 import platform
 import random
 import subprocess
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,10 +39,16 @@ import torch
 from torch import nn
 
 from .config import REPO_DIR
-from .utils import atomic_path, seed_everything
+from .utils import DataError, OptionError, at_least, atomic_path, remove_stale_temps, seed_everything
 
 CHECKPOINT = "checkpoint.pt"
 MANIFEST = "manifest.json"
+#: settings a resumed run must share with its checkpoint (``steps`` may change: a run can be extended)
+RESUME_KEYS = ("size", "batch_size", "seed", "lr", "data", "data_seed", "subjects", "amp", "options")
+
+
+class TrainingDiverged(DataError):
+    """A loss became NaN or infinite. The last good checkpoint is kept; the message names the steps."""
 
 
 @dataclass
@@ -69,6 +78,27 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        """:class:`OptionError` naming the first setting that cannot work (a count below 1, ...)."""
+        for k in ("steps", "batch_size", "size", "log_every", "ckpt_every"):
+            at_least(getattr(self, k), k)
+        for k in ("sample_every", "seed", "data_seed"):
+            at_least(getattr(self, k), k, 0)
+        if self.subjects is not None:
+            at_least(self.subjects, "subjects")
+        for k, ok, what in (("lr", lambda v: v > 0, "a positive number"),
+                            ("beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+                            ("beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+                            ("decay_from", lambda v: 0 <= v <= 1, "a number in [0, 1]")):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+                raise OptionError(f"{k} must be {what}, got {v!r}")
+        for k, allowed in (("amp", ("auto", "bf16", "fp16", "off")), ("channels_last", ("auto", "on", "off"))):
+            if getattr(self, k) not in allowed:
+                raise OptionError(f"{k} must be one of {', '.join(allowed)}, got {getattr(self, k)!r}")
+        if not isinstance(self.options, dict):
+            raise OptionError(f"options must be a dict of method options, got {self.options!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -124,20 +154,70 @@ def set_requires_grad(nets, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+def _check_option(method: str, key: str, value, default, choices, bounds) -> None:
+    """:class:`OptionError` unless ``value`` has the type of ``default`` (a bool for a bool, a whole
+    number for an int, any finite number for a float, a string for a string; anything for None),
+    is one of ``choices`` (if given) and lies in the inclusive ``bounds`` (low, high) (if given)."""
+    if choices is not None:
+        if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+            raise OptionError(f"{method} option {key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        return
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, what = isinstance(value, (int, np.integer)) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+              and math.isfinite(value))
+        what = "a finite number"
+    elif isinstance(default, str):
+        ok, what = isinstance(value, str), "a string"
+    else:
+        return                                   # None (or another type): anything goes
+    lo, hi = bounds or (None, None)
+    if lo is not None and hi is not None:
+        what += f" from {lo} to {hi}"
+    elif lo is not None:
+        what += f" of at least {lo}"
+    if not ok or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise OptionError(f"{method} option {key}: expected {what}, got {value!r}")
+
+
 class Method(nn.Module):
     """Base class of a method. Subclasses set ``self.nets`` (a ModuleDict) and implement
-    :meth:`dataset`, :meth:`optimizers` and :meth:`training_step`."""
+    :meth:`dataset`, :meth:`optimizers` and :meth:`training_step`.
+
+    Options (``cfg.options``) are checked against ``defaults``: each must have its default's type
+    (see :func:`_check_option`), be one of ``choices[key]`` where a method lists them, and lie in
+    ``ranges[key]`` = (low, high), inclusive, None for no bound. ``variants`` are named sets of
+    options (``train --variant``), for methods that have them (ANT-GAN's ablation study).
+    """
 
     name = "method"
     defaults: dict = {}
+    choices: dict = {}
+    ranges: dict = {}
+    variants: dict = {}
 
     def __init__(self, cfg: TrainConfig):
         super().__init__()
         self.cfg = cfg
+        self.check_options(cfg.options)
         self.opt = {**self.defaults, **cfg.options}
-        unknown = set(cfg.options) - set(self.defaults)
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """:class:`OptionError` naming the first unknown or bad option in ``options``."""
+        if not isinstance(options, dict):
+            raise OptionError(f"{cls.name} options must be a dict (name -> value), got {options!r}")
+        unknown = set(options) - set(cls.defaults)
         if unknown:
-            raise ValueError(f"unknown options for {self.name}: {sorted(unknown)}; known: {sorted(self.defaults)}")
+            raise OptionError(f"unknown options for {cls.name}: {sorted(unknown)}; known: {sorted(cls.defaults)}")
+        for k, v in options.items():
+            _check_option(cls.name, k, v, cls.defaults[k], cls.choices.get(k), cls.ranges.get(k))
+
+    def check_side(self, side: int) -> None:
+        """:class:`OptionError` if images of ``side`` x ``side`` pixels do not suit the networks."""
 
     def dataset(self, data, split: str):
         """The torch dataset this method trains on, built from prepared slices ``data``."""
@@ -235,6 +315,74 @@ def _dist_env() -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
+# reading checkpoints and weights (user files: every problem is a DataError naming the file)
+
+
+def _reason(e: BaseException) -> str:
+    """The first sentence of an exception's message (torch's are long), or its type."""
+    text = str(e).strip().split("\n")[0].split(". ")[0]
+    return text[:200] or type(e).__name__
+
+
+def read_checkpoint(path: str | Path, what: str = "training checkpoint", keys: tuple = ("config", "nets"),
+                    map_location="cpu") -> dict:
+    """The dict saved in ``path`` by ``torch.save``, with ``keys``; a :class:`DataError` naming the
+    file if it is truncated, garbage, not a PyTorch file or lacks one of ``keys``."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: cannot read the {what}: the file is empty")
+    try:
+        s = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, AttributeError,
+            ImportError, IndexError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the {what}: truncated, corrupt or not a PyTorch file "
+                        f"({_reason(e)})") from None
+    if not isinstance(s, dict):
+        raise DataError(f"{path}: not a {what}: it holds a {type(s).__name__}, not a dict")
+    missing = [k for k in keys if k not in s]
+    if missing:
+        raise DataError(f"{path}: not a {what}: it has no {', '.join(map(repr, missing))} "
+                        f"(it has {', '.join(map(repr, sorted(map(str, s))[:6])) or 'nothing'})")
+    if "config" in keys and not (isinstance(s["config"], dict) and isinstance(s["config"].get("method"), str)):
+        raise DataError(f"{path}: not a {what}: its 'config' names no method")
+    return s
+
+
+def method_from_config(config: dict, source: str | Path) -> "Method":
+    """The method a saved ``config`` (a checkpoint's or a manifest's) describes, untrained; a
+    :class:`DataError` naming ``source`` if the config is not one this library can build."""
+    from .methods import get_method
+
+    try:
+        if not isinstance(config, dict):
+            raise OptionError(f"config is a {type(config).__name__}, not a dict")
+        return get_method(config.get("method"))(TrainConfig.from_dict(config))
+    except OptionError as e:
+        raise DataError(f"{source}: its config cannot be used: {e}") from None
+    except TypeError as e:              # a missing or unexpected field of TrainConfig
+        raise DataError(f"{source}: its config cannot be used ({e})") from None
+
+
+def load_nets(method: "Method", nets, source: str | Path, names=None) -> None:
+    """Load the state dicts ``nets`` (name -> state dict) into ``method.nets`` (all of them, or
+    ``names``); a :class:`DataError` naming ``source`` if they are not the networks of that method."""
+    names = list(method.nets) if names is None else list(names)
+    if not isinstance(nets, dict) or set(nets) != set(names):
+        have = sorted(map(str, nets)) if isinstance(nets, dict) else type(nets).__name__
+        raise DataError(f"{source}: holds the networks {have}, but a {method.name} with this config needs {sorted(names)}")
+    for k in names:
+        sd = nets[k]
+        try:
+            if not isinstance(sd, dict):
+                raise TypeError(f"{k} is a {type(sd).__name__}, not a state dict")
+            method.nets[k].load_state_dict({p: t.float() if torch.is_tensor(t) and t.is_floating_point() else t
+                                            for p, t in sd.items()})
+        except (RuntimeError, TypeError, AttributeError) as e:
+            raise DataError(f"{source}: the weights of {k} do not fit a {method.name} with this config "
+                            f"({_reason(e)})") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # the trainer
 
 
@@ -244,7 +392,10 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out: str | Path, data=None, progress: bool = True):
         from .methods import get_method
 
+        cfg.check()
         self.cfg, self.out, self.progress = cfg, Path(out), progress
+        if self.out.exists() and not self.out.is_dir():
+            raise DataError(f"{self.out}: is a file; the run folder (--out) must be a folder")
         self.rank, self.world = _dist_env()
         if self.world > 1 and not torch.distributed.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -264,8 +415,19 @@ class Trainer:
         if cfg.compile:
             for net in self.method.nets.values():
                 net.compile()
+        source = "the given data" if data is not None else cfg.data or f"the default phantom data (size {cfg.size})"
+        if data is None and cfg.data is None:
+            self._check_side(cfg.size, source)          # before the phantom is made
         self.data = data if data is not None else self._load_data()
-        self.dataset = self.method.dataset(self.data, "train")
+        self._check_side(self.data.images.shape[-1], source)
+        try:
+            self.dataset = self.method.dataset(self.data, "train")
+        except DataError as e:
+            raise type(e)(f"{source}: {e}") from e
+        except ValueError as e:                         # the datasets' checks: a split without the slices needed
+            raise DataError(f"{source}: {e}") from e
+        if len(self.dataset) == 0:
+            raise DataError(f"{source}: no training slices for {cfg.method}")
         self.optimizers = self.method.optimizers()
         decay_start = int(cfg.decay_from * cfg.steps)
         lam = lambda s: 1.0 if s < decay_start else max(0.0, 1 - (s - decay_start) / max(1, cfg.steps - decay_start))  # noqa: E731
@@ -273,11 +435,20 @@ class Trainer:
         use_scaler = self.dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.step, self.history, self.wall = 0, [], 0.0
+        self.saved_step = None                           # step of the last checkpoint written or loaded
         self._perm = (-1, None)                          # (epoch, permutation) of the data order
+        if self.rank == 0:
+            remove_stale_temps(self.out)                 # what a killed run was writing
         if (self.out / CHECKPOINT).is_file():
             self._load(self.out / CHECKPOINT)
 
     # -- data
+    def _check_side(self, side: int, source: str) -> None:
+        try:
+            self.method.check_side(int(side))
+        except OptionError as e:
+            raise OptionError(f"{source}: {e}") from None
+
     def _load_data(self):
         from .data import default, load_prepared
 
@@ -318,37 +489,66 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, desc=self.cfg.method, unit="step",
                    disable=not self.progress or self.rank != 0, dynamic_ncols=True)
         t0 = time.perf_counter()
-        while self.step < end:
-            batch = self._batch(self.step)
-            losses = self.method.training_step(batch, ctx)
-            if self.scaler:
-                self.scaler.update()
-            for s in self.schedulers.values():
-                s.step()
-            self.step += 1
-            pending.append((self.step, losses))          # tensors: no device sync in the hot loop
-            if self.step % self.cfg.log_every == 0 or self.step == end or self.step % self.cfg.ckpt_every == 0:
-                self._flush(pending)
-                recent = self.history[-self.cfg.log_every:]
-                bar.set_postfix({k: f"{np.mean([h[k] for h in recent]):.3f}" for k in losses}, refresh=False)
-            bar.update()
-            if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.rank == 0:
-                self.save_samples(batch)
-            if self.step % self.cfg.ckpt_every == 0 or self.step == end:
-                self.wall += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                self.save()
-        bar.close()
+        try:
+            while self.step < end:
+                batch = self._batch(self.step)
+                losses = self.method.training_step(batch, ctx)
+                if self.scaler:
+                    self.scaler.update()
+                for s in self.schedulers.values():
+                    s.step()
+                self.step += 1
+                pending.append((self.step, losses))          # tensors: no device sync in the hot loop
+                save = self.step % self.cfg.ckpt_every == 0 or self.step == end
+                if save or self.step % self.cfg.log_every == 0:   # every checkpoint follows a (finite) flush
+                    self._flush(pending)
+                    recent = self.history[-self.cfg.log_every:]
+                    bar.set_postfix({k: f"{np.mean([h[k] for h in recent]):.3f}" for k in losses}, refresh=False)
+                bar.update()
+                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.rank == 0:
+                    self.save_samples(batch)
+                if save:
+                    self.wall += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save()
+        finally:
+            bar.close()
         return self.history
 
     def _flush(self, pending: list) -> None:
-        """Move the pending losses into the history as floats (one device sync for all)."""
+        """Move the pending losses into the history as floats (one device sync for all).
+
+        Raises :class:`TrainingDiverged` (and keeps them out of the history) if any is NaN or
+        infinite, on this process or, in distributed training, on any other.
+        """
         if pending:
             keys = list(pending[0][1])
             values = torch.stack([torch.stack([torch.as_tensor(l[k], dtype=torch.float32, device=self.device)
-                                               for k in keys]) for _, l in pending]).tolist()
-            self.history += [{"step": st, **dict(zip(keys, v))} for (st, _), v in zip(pending, values)]
+                                               for k in keys]) for _, l in pending])
+            rows = [{"step": st, **dict(zip(keys, v))} for (st, _), v in zip(pending, values.tolist())]
+            steps = (pending[0][0], pending[-1][0])
             pending.clear()
+            bad = [r for r in rows if not all(math.isfinite(r[k]) for k in keys)]
+            diverged = bool(bad)
+            if self.world > 1:                           # every process stops, or none
+                flag = torch.tensor([float(diverged)], device=self.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                diverged = bool(flag.item())
+            if diverged:
+                self._diverged(bad, keys, steps)
+            self.history += rows
+
+    def _diverged(self, bad: list[dict], keys: list[str], steps: tuple[int, int]):
+        where = f"at step {bad[0]['step']}" if bad else "on another process"
+        if steps[0] != steps[1] or not bad:
+            where += f" (steps {steps[0]}-{steps[1]} were logged together)"
+        names = sorted({k for r in bad for k in keys if not math.isfinite(r[k])})
+        kept = (f"the last good checkpoint, step {self.saved_step}, is kept in {self.out / CHECKPOINT}"
+                if self.saved_step is not None else f"no checkpoint was written to {self.out}")
+        raise TrainingDiverged(
+            f"{self.out}: training diverged: non-finite loss {where}"
+            + (f" in {', '.join(names)}" if names else "") + f"; {kept}. "
+            "Train again into another --out folder with a lower --lr or other options")
 
     # -- checkpoints
     def save(self) -> None:
@@ -364,36 +564,74 @@ class Trainer:
             "extra": self.method.extra_state(),
             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "history": self.history,
+            "history": self.history, "precision": str(self.dtype),
         }
-        with atomic_path(self.out / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+        # the history first: a run killed between the two files resumes from the older checkpoint
+        # and writes both again, so a finished run's history.json is never behind its checkpoint
         with atomic_path(self.out / "history.json") as tmp:
             tmp.write_text(json.dumps(self.history))
+        with atomic_path(self.out / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+        self.saved_step = self.step
+
+    def _differences(self, theirs: dict, precision) -> tuple[list[str], list[str]]:
+        """The settings (of :data:`RESUME_KEYS`) in which a checkpoint's config differs from ours,
+        and for each a line with both values."""
+        mine = self.cfg.to_dict()
+        theirs = {**TrainConfig(method=self.cfg.method).to_dict(), **theirs}   # fields added since: defaults
+        defaults = self.method.defaults
+        keys, out = [], []
+        for k in RESUME_KEYS:
+            a, b = theirs.get(k), mine[k]
+            if k == "options":
+                a, b = {**defaults, **(a if isinstance(a, dict) else {})}, {**defaults, **b}
+                if a != b:
+                    keys.append(k)
+                    out += [f"option {o}: {a.get(o)!r} there, {b.get(o)!r} now" for o in sorted(set(a) | set(b))
+                            if a.get(o) != b.get(o)]
+                continue
+            same = a == b or (k == "data" and isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike))
+                                  and Path(a).resolve() == Path(b).resolve())
+            if not same:
+                keys.append(k)
+                out.append(f"{k}: {a!r} there, {b!r} now")
+        if precision is not None and precision != str(self.dtype):
+            keys.append("precision")
+            out.append(f"precision: {precision} there, {self.dtype} now")
+        return keys, out
 
     def _load(self, path: Path) -> None:
-        s = torch.load(path, map_location=self.device, weights_only=True)
+        s = read_checkpoint(path, keys=("config", "step", "nets", "optimizers", "schedulers", "extra", "rng", "history"),
+                            map_location=self.device)
         if s["config"]["method"] != self.cfg.method:
-            raise ValueError(f"{path}: checkpoint is a '{s['config']['method']}' run, not '{self.cfg.method}'")
-        mine, theirs = self.cfg.to_dict(), s["config"]
-        differ = [k for k in ("size", "batch_size", "seed", "lr", "options") if mine[k] != theirs.get(k)]
-        if differ:
-            raise ValueError(f"{path}: checkpoint was trained with other settings ({', '.join(differ)}); "
-                             "use another --out folder or delete this one")
-        for k, net in self.method.nets.items():
-            net.load_state_dict(s["nets"][k])
-        for k, o in self.optimizers.items():
-            o.load_state_dict(s["optimizers"][k])
-        for k, sch in self.schedulers.items():
-            sch.load_state_dict(s["schedulers"][k])
-        if self.scaler and s["scaler"]:
-            self.scaler.load_state_dict(s["scaler"])
-        self.method.load_extra_state(s["extra"])
-        torch.set_rng_state(s["rng"]["torch"].cpu())
-        random.setstate((3, tuple(s["rng"]["python"]), None))
-        if s["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all([r.cpu() for r in s["rng"]["cuda"]])
-        self.step, self.wall, self.history = s["step"], s["wall_seconds"], s["history"]
+            raise OptionError(f"{path}: checkpoint is a '{s['config']['method']}' run, not '{self.cfg.method}'; "
+                              "use another --out folder")
+        keys, differ = self._differences(s["config"], s.get("precision"))
+        if keys:
+            raise OptionError(f"{path}: checkpoint was trained with other settings ({', '.join(keys)}): {'; '.join(differ)}; "
+                              "resume with the same settings, or use another --out folder or delete this one")
+        if not isinstance(s["step"], int) or s["step"] < 0:
+            raise DataError(f"{path}: damaged checkpoint: its step is {s['step']!r}")
+        if s["step"] > self.cfg.steps:
+            raise OptionError(f"{path}: checkpoint is at step {s['step']}, beyond the {self.cfg.steps} steps asked for; "
+                              "use more --steps, or another --out folder")
+        load_nets(self.method, s["nets"], path)
+        try:
+            for k, o in self.optimizers.items():
+                o.load_state_dict(s["optimizers"][k])
+            for k, sch in self.schedulers.items():
+                sch.load_state_dict(s["schedulers"][k])
+            if self.scaler and s.get("scaler"):
+                self.scaler.load_state_dict(s["scaler"])
+            self.method.load_extra_state(s["extra"])
+            torch.set_rng_state(s["rng"]["torch"].cpu())
+            random.setstate((3, tuple(s["rng"]["python"]), None))
+            if s["rng"]["cuda"]:
+                torch.cuda.set_rng_state_all([r.cpu() for r in s["rng"]["cuda"]])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise DataError(f"{path}: damaged checkpoint: cannot restore the training state ({_reason(e)})") from None
+        self.step, self.wall, self.history = s["step"], float(s.get("wall_seconds", 0.0)), s["history"]
+        self.saved_step = self.step
 
     def save_samples(self, batch: dict) -> Path:
         import matplotlib.pyplot as plt

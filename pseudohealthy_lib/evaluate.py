@@ -127,10 +127,13 @@ def kind_of(model) -> str:
 
 
 def load_model(spec, device: str | torch.device = "cpu"):
-    """A trained model from a zoo name, a run folder or a checkpoint file (in eval mode)."""
+    """A trained model from a zoo name, a run folder or a checkpoint file (in eval mode).
+
+    A file that is truncated, garbage, not a training checkpoint or holds weights that do not fit
+    its config raises :class:`~pseudohealthy_lib.utils.DataError` naming the file.
+    """
     from . import zoo
-    from .engine import CHECKPOINT, TrainConfig
-    from .methods import get_method
+    from .engine import CHECKPOINT, load_nets, method_from_config, read_checkpoint
 
     if not isinstance(spec, (str, Path)):
         return spec
@@ -138,10 +141,9 @@ def load_model(spec, device: str | torch.device = "cpu"):
     if path.is_dir():
         path = path / CHECKPOINT
     if path.is_file():
-        s = torch.load(path, map_location="cpu", weights_only=True)
-        method = get_method(s["config"]["method"])(TrainConfig.from_dict(s["config"]))
-        for k, net in method.nets.items():
-            net.load_state_dict(s["nets"][k])
+        s = read_checkpoint(path)
+        method = method_from_config(s["config"], path)
+        load_nets(method, s["nets"], path)
         method.manifest = None
         return method.to(device).eval()
     if str(spec) in zoo.available():
@@ -376,7 +378,9 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
     kind = kind_of(model)
     idx = _split(data, split)
     if kind in ("translator", "mask translator") and not (data.labels[idx] == 1).any():
-        raise ValueError(f"split '{split}' has no pathological slices to evaluate a translator on")
+        from .utils import OptionError
+
+        raise OptionError(f"split '{split}' has no pathological slices to evaluate a translator on")
     dev = _device(model)
     x = _stack(data.images, idx)
     masks, subjects, labels = data.masks[idx], data.subjects[idx], data.labels[idx]
@@ -395,6 +399,11 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
             fn = model.translate if hasattr(model, "translate") else model
             y, secs = _run(fn, x, dev, batch_size)
             judge = load_model(segmentor) if segmentor is not None else None
+            if judge is not None and kind_of(judge) != "segmentor":
+                from .utils import OptionError
+
+                raise OptionError(f"segmentor: the judge must be a segmentor (a model with predict), "
+                                  f"not a {kind_of(judge)}")
             truth = _stack(data.healthy, idx) if data.has_ground_truth else None
             thr = _val_threshold(data, fn, dev, batch_size) if split not in ("val", None, "all") else None
             on_in = judge_masks(judge, x[labels == 1]) if judge is not None else None
@@ -498,7 +507,10 @@ def references(data, split: str = "test", judge=None) -> dict:
     out = {}
     for name, y in rows.items():
         r = score_translation(x, y, masks, subjects, labels, truth, judge, None, on_in)
-        out[name] = {k: r[k] for k in (*TRANSLATOR_KEYS, "healthiness", "healthiness_smile", "auprc", "dice_max")}
+        keys = (*TRANSLATOR_KEYS, "healthiness", "healthiness_smile", "checkerboard")
+        # detection from the difference map: not for inpainting, which was handed the true mask
+        keys += () if name == "inpainting" else ("auprc", "dice_max")
+        out[name] = {k: r[k] for k in keys}
     out["intensity threshold"] = _intensity_row(x, masks)
     return out
 
@@ -522,12 +534,53 @@ def evaluate_seeds(models, data, split: str = "test", segmentor=None, **kw) -> d
     return {"seeds": results, "across_seeds": spread}
 
 
-def results_table(results: dict, columns=None, digits: int = 3):
-    """A pandas table (rows: labels of ``results``, a dict label -> result or reference row)."""
+TABLE_COLUMNS = ["identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "mae_lesion",
+                 "auprc", "dice_max", "change_healthy"]
+
+
+def results_table(results: dict, columns=None):
+    """A pandas table, one row per entry of ``results`` (label -> result or reference row);
+    missing metrics are NaN."""
     import pandas as pd
 
-    columns = columns or ["identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "auprc", "dice_max"]
-    return pd.DataFrame({label: {c: r.get(c) for c in columns} for label, r in results.items()}).T.astype(float).round(digits)
+    columns = columns or TABLE_COLUMNS
+    return pd.DataFrame({label: {c: r.get(c) for c in columns} for label, r in results.items()}).T.astype(float)
+
+
+def reference_rows(result: dict) -> dict:
+    """The reference rows stored in ``result`` (computed with ``references=True``), labelled."""
+    labels = {"do nothing": "do nothing (output = input)", "oracle": "oracle (true healthy image)",
+              "inpainting": "inpainting, given the true mask", "intensity threshold": "intensity threshold (detection)"}
+    return {labels.get(k, k): v for k, v in result.get("references", {}).items()}
+
+
+def metrics_table(models: dict[str, str], columns=None, extra_rows: dict | None = None):
+    """A pandas table of the test metrics recorded in zoo manifests (written by ``train`` or
+    ``zoo --reevaluate`` through :func:`evaluate`). ``models`` maps zoo name -> row label;
+    ``extra_rows`` (label -> metrics) come first. Missing zoo models are an error."""
+    from . import zoo
+
+    missing = [n for n in models if n not in zoo.available()]
+    if missing:
+        raise FileNotFoundError(f"not in the zoo ({zoo.zoo_dir()}): {', '.join(missing)}; "
+                                "train them with `python -m pseudohealthy_lib zoo --train NAME ...`")
+    rows = dict(extra_rows or {}) | {label: zoo.manifest(n)["metrics"] for n, label in models.items()}
+    return results_table(rows, columns)
+
+
+def judge_caption(result: dict) -> str:
+    """The line printed beside every healthiness figure: the judge's quality and the
+    healthiness of doing nothing, and how identity was computed."""
+    j = result.get("judge")
+    parts = []
+    if j:
+        parts.append(f"judge f_pre ({j.get('name') or 'segmentor'}) on these slices: Dice {j['dice']:.3f}, "
+                     f"false alarms on {100 * j['false_alarm_rate']:.1f} % of lesion-free slices, "
+                     f"misses {100 * j['missed']:.1f} % of lesion pixels; healthiness of doing nothing "
+                     f"{result['healthiness_input']:.3f}")
+    if "notes" in result:
+        parts.append(result["notes"]["identity"])
+    return "\n".join(parts)
 
 
 def to_json(res) -> dict:

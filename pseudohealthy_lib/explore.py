@@ -88,12 +88,12 @@ def spread_cases(data, split: str = "test", n: int = 8) -> np.ndarray:
 
 # --------------------------------------------------------------------------- lambda_AM (Fig. 12)
 LAMBDA_METRICS = {
-    "psnr_healthy": "PSNR outside the lesion (dB)",
-    "psnr_lesion_gt": "PSNR in the lesion vs truth (dB)",
-    "ssim_lesion_gt": "SSIM in the lesion vs truth",
+    "psnr_tissue": "PSNR of healthy tissue (dB)",
+    "psnr_lesion": "PSNR in the lesion vs truth (dB)",
+    "ssim_lesion": "SSIM in the lesion vs truth",
     "identity": "identity (MS-SSIM)",
     "healthiness": "healthiness",
-    "dice_diff": "Dice of the difference map",
+    "dice_max": "⌈Dice⌉ of the difference map",
 }
 
 
@@ -149,7 +149,7 @@ class LambdaExplorer:
         lo = np.log10(min(pos_l)) - 1 if pos_l else 0.0
         return {l: (np.log10(l) if l > 0 else lo) for l in self.lams}
 
-    def figure(self, lam=None, case: int = 0, metric: str = "psnr_healthy"):
+    def figure(self, lam=None, case: int = 0, metric: str = "psnr_tissue"):
         """Static figure of one state: the case's four panels and the metric curve."""
         lam = self.lams[len(self.lams) // 2] if lam is None else lam
         fig = plt.figure(figsize=(12, 2.9))

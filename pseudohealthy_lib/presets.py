@@ -14,9 +14,11 @@ paper    the paper's own size, batch and iterations   240x240 (ANT-GAN) / 256x25
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 from .config import fast_mode
 from .engine import TrainConfig
+from .utils import OptionError
 
 PRESETS = {
     "fast": {"steps": 6, "batch_size": 2, "size": 64, "log_every": 2, "ckpt_every": 3,
@@ -35,6 +37,8 @@ PRESETS = {
 METHOD_PRESETS = {
     # the ResNet-vs-U-Net paper trains 256x256 images with an 8-level U-Net
     ("cyclegan", "paper"): {"size": 256, "options": {"unet_downs": 8}},
+    # the healthiness judge f_pre: a narrow U-Net trained long at a segmentation learning rate
+    ("segmentor", "cpu"): {"steps": 8000, "batch_size": 8, "lr": 1e-3, "ckpt_every": 1000, "options": {"ngf": 16}},
 }
 
 
@@ -50,10 +54,13 @@ def config(method: str, preset: str | None = None, **overrides) -> TrainConfig:
     """
     preset = preset or default_preset()
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset '{preset}'; choose from {sorted(PRESETS)}")
+        raise OptionError(f"unknown preset '{preset}'; choose from {sorted(PRESETS)}")
     from .methods import get_method
 
     known = get_method(method).defaults
+    settings = {f.name for f in dataclasses.fields(TrainConfig)} - {"method", "preset"}
+    if set(overrides) - settings:
+        raise OptionError(f"unknown settings {sorted(set(overrides) - settings)}; known: {sorted(settings)}")
     d = copy.deepcopy(PRESETS[preset])
     d["options"] = {k: v for k, v in d["options"].items() if k in known}   # presets are shared by methods
     for src in (METHOD_PRESETS.get((method, preset), {}), overrides):

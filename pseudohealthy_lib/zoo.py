@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from .config import REPO_DIR
-from .engine import TrainConfig, Trainer, git_commit, hardware
-from .utils import atomic_path
+from .engine import TrainConfig, Trainer, git_commit, hardware, load_nets, method_from_config, read_checkpoint
+from .utils import DataError, atomic_path
 
 SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric
 
@@ -25,7 +25,9 @@ SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric
 #: with ``--out runs/NAME --export NAME``. The segmentor comes first, because the others'
 #: healthiness is measured with it when they are exported.
 RECIPES = {
-    SEGMENTOR: "segmentor --preset cpu",
+    # the judge trains on its own phantom (100 subjects, seed 1), so it has never seen a subject
+    # of the phantoms the translators are trained and tested on (seed 0) or of fresh test phantoms
+    SEGMENTOR: "segmentor --preset cpu --subjects 100 --data-seed 1 --set healthy_twins=true --set lambda_clean=0.2",
     "cyclegan-resnet-mask": "cyclegan --preset cpu --set generator=resnet --set domain_b=mask",
     "cyclegan-unet-mask": "cyclegan --preset cpu --set generator=unet --set ngf=16 --set domain_b=mask",
     # ANT-GAN's ablation study (Fig. 5, Table IV): one preset, one seed
@@ -68,7 +70,7 @@ def ensure(*names: str) -> None:
         os.chdir(REPO_DIR)                      # runs/NAME relative to the repository, as from a shell
         try:
             if main(args) != 0:
-                raise RuntimeError(f"training '{name}' failed")
+                raise DataError(f"zoo: training '{name}' failed (the error is printed above)")
         finally:
             os.chdir(cwd)
 
@@ -84,10 +86,17 @@ def available() -> list[str]:
 
 
 def manifest(name: str) -> dict:
+    """The manifest of zoo model ``name``; a :class:`DataError` naming the file if it is not a JSON object."""
     path = zoo_dir() / name / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no zoo model '{name}' (available: {', '.join(available()) or 'none'})")
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: zoo manifest is not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path}: zoo manifest must be a JSON object, got {type(info).__name__}")
+    return info
 
 
 def export(trainer: Trainer, name: str, metrics: dict | None = None, command: str | None = None) -> Path:
@@ -136,14 +145,24 @@ def reevaluate(name: str, data=None) -> dict:
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu"):
-    """The zoo model ``name`` as a ready method in eval mode (fp32 weights, on ``device``)."""
-    from .methods import get_method
+    """The zoo model ``name`` as a ready method in eval mode (fp32 weights, on ``device``).
 
+    A manifest or weights file that is broken, missing or does not fit raises
+    :class:`~pseudohealthy_lib.utils.DataError` naming the file.
+    """
     info = manifest(name)
-    method = get_method(info["method"])(TrainConfig.from_dict(info["config"]))
-    weights = torch.load(zoo_dir() / name / "weights.pt", map_location="cpu", weights_only=True)
-    for k, sd in weights.items():
-        method.nets[k].load_state_dict({p: t.float() if t.is_floating_point() else t for p, t in sd.items()})
+    path = zoo_dir() / name / "manifest.json"
+    config = info.get("config")
+    if not isinstance(config, dict):
+        raise DataError(f"{path}: zoo manifest has no config")
+    if "method" in info and config.get("method") != info["method"]:
+        raise DataError(f"{path}: zoo manifest is for method {info['method']!r}, its config for {config.get('method')!r}")
+    method = method_from_config(config, path)
+    wpath = zoo_dir() / name / "weights.pt"
+    if not wpath.is_file():
+        raise DataError(f"{wpath}: weights file not found; the zoo model '{name}' has a manifest but no weights")
+    weights = read_checkpoint(wpath, "zoo weights", keys=())
+    load_nets(method, weights, wpath, method.exported())
     method.manifest = info
     return method.to(device).eval()
 

@@ -28,6 +28,7 @@ from pseudohealthy_lib.data import list_cases, load_prepared, phantom, phantom_c
 from pseudohealthy_lib.data import preprocess as pp
 from pseudohealthy_lib.data.nifti import save_volume
 from pseudohealthy_lib.utils import OptionError, atomic_path
+from cli_helpers import assert_error, group_members, run_cli, temps
 
 KW = dict(size=16, n_slices=None, min_area=4, fractions=(0.5, 0.0, 0.5), progress=False)
 CASES = ("Brats18_A_1", "Brats18_B_1")
@@ -109,28 +110,9 @@ def same_arrays(p, q, keys=ARRAYS) -> None:
             np.testing.assert_array_equal(a, b, err_msg=k)
 
 
-def temps(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if ".tmp" in p.name]
-
-
 @pytest.fixture
 def cli(capsys):
-    """Run the command line in this process: returns (exit code, stderr)."""
-    def run(*args):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as e:            # argparse: exit code 2 and its usage message
-            code = e.code
-        return code, capsys.readouterr().err
-    return run
-
-
-def assert_error(result, *patterns) -> None:
-    code, err = result
-    assert code == 2, err
-    assert "Traceback" not in err
-    for pat in patterns:
-        assert re.search(pat, err), f"{pat!r} not in {err!r}"
+    return lambda *args: run_cli(capsys, *args)
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -614,19 +596,6 @@ def test_user_errors_get_one_line(gt_data, tmp_path, monkeypatch, cli, error):
 
 SEED = 4
 PHANTOM = ["--subjects", "3", "--seed", str(SEED), "--modalities", "flair"]
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``, read from /proc."""
-    pids = []
-    for d in os.listdir("/proc"):
-        try:
-            state, _, pgrp = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if int(pgrp) == pgid and state != "Z":
-            pids.append(int(d))
-    return pids
 
 
 def run_and_kill(cmd: list, sig: int, started, delay: float) -> int:

@@ -99,7 +99,8 @@ def test_cli_train_export_and_load_pretrained(tiny_prepared, tmp_path, monkeypat
     info = zoo.manifest("tiny-cyclegan")
     assert info["steps"] == 4 and info["method"] == "cyclegan" and info["config"]["options"]["domain_b"] == "mask"
     assert info["command"] == "python -m pseudohealthy_lib " + " ".join(args)      # the command, not pytest's argv
-    assert set(info["metrics"]) == {"dice_AB", "psnr_BA", "ssim_BA", "slices"} and info["hardware"]["torch"]
+    assert {"dice_AB", "psnr_BA", "ssim_BA", "slices", "kind"} <= set(info["metrics"]) and info["hardware"]["torch"]
+    assert info["metrics"]["kind"] == "mask translator"
     model = zoo.load_pretrained("tiny-cyclegan")
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     w = ckpt["nets"]["G_AB"]["body.1.weight"]
@@ -127,7 +128,14 @@ def test_zoo_ensure_trains_only_what_is_missing(tiny_prepared, tmp_path, monkeyp
     monkeypatch.setattr(zoo, "REPO_DIR", tmp_path)                  # runs/NAME under tmp_path
     zoo.ensure("tiny")                                              # needs the segmentor first
     assert zoo.available() == sorted(["tiny", zoo.SEGMENTOR])
-    assert zoo.manifest("tiny")["metrics"]["segmentor"] == zoo.SEGMENTOR
+    assert zoo.manifest("tiny")["metrics"]["judge"]["name"] == zoo.SEGMENTOR
+    before = zoo.manifest("tiny")
+    before["metrics"] = {"stale": 1.0}
+    (tmp_path / "zoo" / "tiny" / "manifest.json").write_text(json.dumps(before))
+    fresh = zoo.reevaluate("tiny", load_prepared(tiny_prepared))         # metrics refreshed, record kept
+    after = zoo.manifest("tiny")
+    assert "stale" not in after["metrics"] and after["metrics"]["identity"] == fresh["identity"]
+    assert after["command"] == before["command"] and after["steps"] == before["steps"]
     assert (tmp_path / "runs" / "tiny" / "checkpoint.pt").is_file()
     capsys.readouterr()
     zoo.ensure("tiny", zoo.SEGMENTOR)                               # both shipped now: nothing to do

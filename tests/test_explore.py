@@ -51,9 +51,9 @@ def test_spread_cases_one_per_subject_largest_first(data):
 
 def test_lambda_explorer_lookups_and_speed(data):
     models = {0.0: Scale(1.0), 1.0: Scale(0.5), 10.0: Scale(0.0)}
-    metrics = {lam: {"psnr_healthy": 10 + lam, "identity": 1 / (1 + lam)} for lam in models}
+    metrics = {lam: {"psnr_tissue": 10 + lam, "identity": 1 / (1 + lam)} for lam in models}
     ex = explore.LambdaExplorer(models, data, metrics=metrics)
-    assert ex.lams == [0.0, 1.0, 10.0] and ex.metric_names == ["psnr_healthy", "identity"]
+    assert ex.lams == [0.0, 1.0, 10.0] and ex.metric_names == ["psnr_tissue", "identity"]
     pos = ex._positions()
     assert pos[1.0] == 0 and pos[10.0] == 1 and pos[0.0] == -1        # 0 one decade left of 1
     box = ex.widget()

@@ -67,7 +67,7 @@ class PreparedSlices:
         keep = np.ones(len(self), bool)
         if split is not None:
             if split not in set(self.split.tolist()):
-                raise ValueError(f"no split '{split}' in this dataset (have {sorted(set(self.split.tolist()))})")
+                raise OptionError(f"no split '{split}' in this dataset (have {sorted(set(self.split.tolist()))})")
             keep &= self.split == split
         if label is not None:
             keep &= self.labels == label

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .antgan import ANTGAN
 from .cyclegan import CycleGAN
+from ..utils import OptionError
 from .segmentor import Segmentor
 
 METHODS = {m.name: m for m in (CycleGAN, ANTGAN, Segmentor)}
@@ -11,5 +12,5 @@ METHODS = {m.name: m for m in (CycleGAN, ANTGAN, Segmentor)}
 def get_method(name: str):
     """The method class called ``name`` (see :data:`METHODS`)."""
     if name not in METHODS:
-        raise ValueError(f"unknown method '{name}'; choose from {sorted(METHODS)}")
+        raise OptionError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
     return METHODS[name]

@@ -15,6 +15,7 @@ in their options, listed in :data:`VARIANTS`.
 """
 from __future__ import annotations
 
+from ..utils import OptionError
 from .cyclegan import CycleGAN
 
 # ANT-GAN's ablation study: baseline GAN -> ... -> ANT-GAN
@@ -32,8 +33,10 @@ class ANTGAN(CycleGAN):
     name = "antgan"
     pseudo_healthy = True          # G_AB maps a pathological slice to its healthy version
     defaults = {**CycleGAN.defaults, "shortcut": True, "lambda_am": 10.0, "domain_b": "healthy"}
+    variants = VARIANTS
 
     def __init__(self, cfg):
         super().__init__(cfg)
         if self.opt["domain_b"] != "healthy":
-            raise ValueError("ANT-GAN translates abnormal to normal slices: domain_b must be 'healthy'")
+            raise OptionError(f"ANT-GAN translates abnormal to normal slices: domain_b must be 'healthy', "
+                              f"not {self.opt['domain_b']!r}")

@@ -19,6 +19,7 @@ from torch import nn
 from .. import losses as L
 from ..data.prepared import UnpairedDataset
 from ..engine import ImagePool, Method, set_requires_grad
+from ..utils import OptionError
 from ..networks import PatchGAN, ResnetGenerator, UnetGenerator
 
 
@@ -31,6 +32,10 @@ class CycleGAN(Method):
         "use_ac": True, "use_nc": True, "bidirectional": None,   # None: on when a cycle term is on
         "gan_mode": "lsgan", "pool_size": 50, "domain_b": "healthy",
     }
+    choices = {"generator": ("resnet", "unet"), "upsample": ("transpose", "resize"), "gan_mode": ("lsgan", "vanilla"),
+               "domain_b": ("healthy", "mask"), "bidirectional": (None, True, False)}
+    ranges = {"ngf": (1, None), "n_blocks": (0, None), "unet_downs": (1, None), "ndf": (1, None), "pool_size": (0, None),
+              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None)}
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -38,7 +43,8 @@ class CycleGAN(Method):
         if o["bidirectional"] is None:
             o["bidirectional"] = bool(o["use_ac"] or o["use_nc"])
         if (o["use_ac"] or o["use_nc"]) and not o["bidirectional"]:
-            raise ValueError("cycle-consistency needs both generators: set bidirectional=True")
+            raise OptionError("cycle-consistency (use_ac, use_nc) needs both generators: bidirectional=false "
+                              "works only with use_ac=false and use_nc=false")
         nets = {"G_AB": self._generator(o["shortcut"]), "D_B": PatchGAN(1, o["ndf"])}
         if o["bidirectional"]:
             nets |= {"G_BA": self._generator(False), "D_A": PatchGAN(1, o["ndf"])}
@@ -51,9 +57,19 @@ class CycleGAN(Method):
             return ResnetGenerator(1, 1, o["ngf"], o["n_blocks"], shortcut=shortcut, upsample=o["upsample"])
         if o["generator"] == "unet":
             if shortcut:
-                raise ValueError("the global shortcut is defined for the ResNet generator only")
+                raise OptionError("the global shortcut (shortcut=true) is defined for the ResNet generator only, "
+                                  "not generator='unet'")
             return UnetGenerator(1, 1, o["ngf"], o["unet_downs"])
-        raise ValueError(f"unknown generator '{o['generator']}': use 'resnet' or 'unet'")
+        raise OptionError(f"unknown generator '{o['generator']}': use 'resnet' or 'unet'")
+
+    def check_side(self, side):
+        o = self.opt
+        unet = o["generator"] == "unet"
+        need = 2 ** o["unet_downs"] if unet else 4        # the generator's down- and upsamplings
+        if side % need or side < 16:                       # 16: the PatchGAN's smallest input
+            gen = f"the U-Net generator with unet_downs={o['unet_downs']}" if unet else "the ResNet generator"
+            raise OptionError(f"images of {side}x{side} do not suit {self.name}: {gen} needs sides divisible by "
+                              f"{need} and the discriminator needs at least 16")
 
     # -- engine interface
     def dataset(self, data, split):

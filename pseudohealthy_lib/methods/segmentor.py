@@ -20,16 +20,23 @@ from torch.utils.data import Dataset
 
 from ..data.prepared import PairedDataset
 from ..engine import Method
+from ..utils import OptionError
 from ..networks import UnetGenerator
 
 
 class Segmentor(Method):
     name = "segmentor"
-    # batch_dice: soft Dice pooled over the batch (lesion-free slices then teach "flag nothing");
-    # beta1 0.9: the usual Adam setting for segmentation (the GANs' 0.5 is for adversarial games)
-    defaults = {"ngf": 16, "unet_downs": 7, "dropout": 0.0, "lambda_dice": 1.0, "pathological_only": True,
-                "batch_dice": False, "beta1": 0.5, "augment": False, "healthy_twins": False,
-                "min_size": 0}    # min_size: connected components smaller than this are not a lesion
+    # The defaults are the recipe measured to make a good judge (see the zoo's segmentor-phantom):
+    # lesion-free slices in training (pathological_only False), soft Dice pooled over the batch
+    # (batch_dice: lesion-free slices are then penalised for every pixel they flag), random
+    # flips and quarter turns (augment), Adam's usual beta1 0.9 for segmentation (the GANs' 0.5
+    # is for adversarial games); lambda_clean weights a slice-level term for lesion-free slices
+    # (see training_step); min_size drops flagged specks smaller than that many pixels.
+    defaults = {"ngf": 16, "unet_downs": 7, "dropout": 0.0, "lambda_dice": 1.0, "pathological_only": False,
+                "batch_dice": True, "beta1": 0.9, "augment": True, "healthy_twins": False, "lambda_clean": 0.0,
+                "min_size": 0}
+    ranges = {"ngf": (1, None), "unet_downs": (1, None), "dropout": (0, 0.9), "lambda_dice": (0, None),
+              "beta1": (0, 0.999), "lambda_clean": (0, None), "min_size": (0, None)}
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -41,7 +48,7 @@ class Segmentor(Method):
         if not self.opt["healthy_twins"]:
             return base
         if not data.has_ground_truth:
-            raise ValueError("healthy_twins needs a phantom's healthy ground truth; this data has none")
+            raise OptionError("healthy_twins=true needs a phantom's healthy ground truth; this data has none")
         return WithTwins(base)
 
     def optimizers(self):
@@ -70,9 +77,20 @@ class Segmentor(Method):
             ce = L.segmentation_ce(logits, batch["mask"])
             dice = L.soft_dice_loss(torch.sigmoid(logits), batch["mask"], per_image=not self.opt["batch_dice"])
             loss = ce + self.opt["lambda_dice"] * dice
+            logs = {"clean": torch.zeros((), device=logits.device)} if self.opt["lambda_clean"] else {}
+            if self.opt["lambda_clean"]:
+                # a false alarm is one lesion-like pixel on a lesion-free slice, which the pixel-mean
+                # cross-entropy hardly sees; so the most lesion-like pixel of each such slice is
+                # also classified as healthy: BCE(max logit, 0), averaged over lesion-free slices
+                clean = batch["mask"].flatten(1).amax(1) == 0
+                if clean.any():
+                    top = logits[clean].flatten(1).amax(1)
+                    term = torch.nn.functional.binary_cross_entropy_with_logits(top, torch.zeros_like(top))
+                    loss = loss + self.opt["lambda_clean"] * term
+                    logs["clean"] = term.detach()
         ctx.backward(loss)
         ctx.step("S")
-        return {"loss": loss.detach(), "ce": ce.detach(), "dice_loss": dice.detach()}
+        return {"loss": loss.detach(), "ce": ce.detach(), "dice_loss": dice.detach(), **logs}
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
