@@ -298,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", nargs="+", help="zoo name, run folder or checkpoint.pt (several: seeds of one recipe)")
     p.add_argument("--data", required=True, help="prepared .npz (phantom or real data)")
     p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
-    p.add_argument("--references", action="store_true",
-                   help="add the reference rows: doing nothing, oracle, inpainting with the true mask, intensity threshold")
+    p.add_argument("--references", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the reference rows to a translator's result: doing nothing, oracle, inpainting "
+                        "with the true mask, intensity threshold (default: on)")
     p.add_argument("--segmentor", default=None, help="f_pre for healthiness: zoo name or checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_evaluate)

@@ -117,7 +117,7 @@ class Segmentor(Method):
 
 
 class WithTwins(Dataset):
-    """A :class:`PairedDataset` followed by the healthy twin (phantom ground truth, empty mask,
+    """A :class:`~pseudohealthy_lib.data.prepared.PairedDataset` followed by the healthy twin (phantom ground truth, empty mask,
     label 0) of each of its lesion slices."""
 
     def __init__(self, base: PairedDataset):
