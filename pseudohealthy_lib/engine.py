@@ -80,7 +80,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def check(self) -> None:
-        """:class:`OptionError` naming the first setting that cannot work (a count below 1, ...)."""
+        """:class:`~pseudohealthy_lib.utils.OptionError` naming the first setting that cannot work (a count below 1, ...)."""
         for k in ("steps", "batch_size", "size", "log_every", "ckpt_every"):
             at_least(getattr(self, k), k)
         for k in ("sample_every", "seed", "data_seed"):
@@ -155,7 +155,7 @@ def set_requires_grad(nets, flag: bool) -> None:
 
 
 def _check_option(method: str, key: str, value, default, choices, bounds) -> None:
-    """:class:`OptionError` unless ``value`` has the type of ``default`` (a bool for a bool, a whole
+    """:class:`~pseudohealthy_lib.utils.OptionError` unless ``value`` has the type of ``default`` (a bool for a bool, a whole
     number for an int, any finite number for a float, a string for a string; anything for None),
     is one of ``choices`` (if given) and lies in the inclusive ``bounds`` (low, high) (if given)."""
     if choices is not None:
@@ -188,7 +188,7 @@ class Method(nn.Module):
     :meth:`dataset`, :meth:`optimizers` and :meth:`training_step`.
 
     Options (``cfg.options``) are checked against ``defaults``: each must have its default's type
-    (see :func:`_check_option`), be one of ``choices[key]`` where a method lists them, and lie in
+    (see ``_check_option``), be one of ``choices[key]`` where a method lists them, and lie in
     ``ranges[key]`` = (low, high), inclusive, None for no bound. ``variants`` are named sets of
     options (``train --variant``), for methods that have them (ANT-GAN's ablation study).
     """
@@ -207,7 +207,7 @@ class Method(nn.Module):
 
     @classmethod
     def check_options(cls, options: dict) -> None:
-        """:class:`OptionError` naming the first unknown or bad option in ``options``."""
+        """:class:`~pseudohealthy_lib.utils.OptionError` naming the first unknown or bad option in ``options``."""
         if not isinstance(options, dict):
             raise OptionError(f"{cls.name} options must be a dict (name -> value), got {options!r}")
         unknown = set(options) - set(cls.defaults)
@@ -217,7 +217,7 @@ class Method(nn.Module):
             _check_option(cls.name, k, v, cls.defaults[k], cls.choices.get(k), cls.ranges.get(k))
 
     def check_side(self, side: int) -> None:
-        """:class:`OptionError` if images of ``side`` x ``side`` pixels do not suit the networks."""
+        """:class:`~pseudohealthy_lib.utils.OptionError` if images of ``side`` x ``side`` pixels do not suit the networks."""
 
     def dataset(self, data, split: str):
         """The torch dataset this method trains on, built from prepared slices ``data``."""
@@ -326,7 +326,7 @@ def _reason(e: BaseException) -> str:
 
 def read_checkpoint(path: str | Path, what: str = "training checkpoint", keys: tuple = ("config", "nets"),
                     map_location="cpu") -> dict:
-    """The dict saved in ``path`` by ``torch.save``, with ``keys``; a :class:`DataError` naming the
+    """The dict saved in ``path`` by ``torch.save``, with ``keys``; a :class:`~pseudohealthy_lib.utils.DataError` naming the
     file if it is truncated, garbage, not a PyTorch file or lacks one of ``keys``."""
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
@@ -350,7 +350,7 @@ def read_checkpoint(path: str | Path, what: str = "training checkpoint", keys: t
 
 def method_from_config(config: dict, source: str | Path) -> "Method":
     """The method a saved ``config`` (a checkpoint's or a manifest's) describes, untrained; a
-    :class:`DataError` naming ``source`` if the config is not one this library can build."""
+    :class:`~pseudohealthy_lib.utils.DataError` naming ``source`` if the config is not one this library can build."""
     from .methods import get_method
 
     try:
@@ -365,7 +365,7 @@ def method_from_config(config: dict, source: str | Path) -> "Method":
 
 def load_nets(method: "Method", nets, source: str | Path, names=None) -> None:
     """Load the state dicts ``nets`` (name -> state dict) into ``method.nets`` (all of them, or
-    ``names``); a :class:`DataError` naming ``source`` if they are not the networks of that method."""
+    ``names``); a :class:`~pseudohealthy_lib.utils.DataError` naming ``source`` if they are not the networks of that method."""
     names = list(method.nets) if names is None else list(names)
     if not isinstance(nets, dict) or set(nets) != set(names):
         have = sorted(map(str, nets)) if isinstance(nets, dict) else type(nets).__name__

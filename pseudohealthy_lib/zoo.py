@@ -86,7 +86,7 @@ def available() -> list[str]:
 
 
 def manifest(name: str) -> dict:
-    """The manifest of zoo model ``name``; a :class:`DataError` naming the file if it is not a JSON object."""
+    """The manifest of zoo model ``name``; a :class:`~pseudohealthy_lib.utils.DataError` naming the file if it is not a JSON object."""
     path = zoo_dir() / name / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no zoo model '{name}' (available: {', '.join(available()) or 'none'})")
@@ -125,7 +125,7 @@ def reevaluate(name: str, data=None) -> dict:
     """Evaluate zoo model ``name`` again with the current :mod:`~pseudohealthy_lib.evaluate` on
     the test split of its training data (the default phantom unless its config names a file),
     and store the result as the manifest's ``metrics`` (the training record stays as it was).
-    Translators are judged by :data:`SEGMENTOR`. Returns the new metrics."""
+    Translators are judged by ``SEGMENTOR``. Returns the new metrics."""
     from .data import default, load_prepared
     from .evaluate import evaluate, to_json
 

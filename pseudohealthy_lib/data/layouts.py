@@ -78,7 +78,7 @@ class Case:
         return self.load_seg_volume().data
 
     def load_seg_volume(self) -> Volume:
-        """The segmentation as a :class:`Volume` (int16 labels and the file's own affine)."""
+        """The segmentation as a :class:`~pseudohealthy_lib.data.nifti.Volume` (int16 labels and the file's own affine)."""
         if self.seg is None:
             raise DataError(f"case {self.case_id}: no segmentation file found")
         vol = load_volume(self.seg)

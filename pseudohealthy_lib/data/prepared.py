@@ -34,7 +34,8 @@ from .layouts import LABELS, REGION_NAMES, list_cases, region_mask
 
 KEYS = ("images", "masks", "seg", "labels", "subjects", "slice_index", "split", "meta")
 SPLITS = ("train", "val", "test")
-#: what load_prepared checks: per key, (leading shape: "slices" (N, S, S) or "n" (N,), kind of values)
+#: What ``load_prepared`` checks, per key: the leading shape (``"slices"`` = (N, S, S),
+#: ``"n"`` = (N,)) and the kind of values.
 SCHEMA = {"images": ("slices", "unit"), "healthy": ("slices", "unit"), "masks": ("slices", "binary"),
           "seg": ("slices", "labels"), "labels": ("n", "binary"), "subjects": ("n", "text"),
           "slice_index": ("n", "index"), "split": ("n", "split")}
