@@ -226,7 +226,7 @@ def _evaluate(a: argparse.Namespace) -> None:
     for k, v in res.items():
         if isinstance(v, (dict, list)):
             continue
-        line = f"{k:20s} {'n/a (needs ground truth or a judge)' if v is None else (round(v, 4) if isinstance(v, float) else v)}"
+        line = f"{k:20s} {'n/a (needs ground truth, a judge or a validation split)' if v is None else (round(v, 4) if isinstance(v, float) else v)}"
         if k in unc and unc[k]["subject_mean"] is not None:
             u = unc[k]
             line += (f"   subjects: {u['subject_mean']:.4f} ± {u['subject_std']:.4f}, "
