@@ -56,7 +56,8 @@ POOLED_KEYS = {
     "auprc": "area under the precision-recall curve of |x - G(x)| as a lesion detector (tissue "
              "pixels of lesion and lesion-free slices)",
     "dice_max": "⌈Dice⌉ of |x - G(x)|: best Dice over thresholds (optimistic: chosen on the test data)",
-    "dice_val": "Dice of |x - G(x)| > t, t chosen on the validation split",
+    "dice_val": "Dice of |x - G(x)| > t, t chosen on the validation split (pooled; per slice in "
+                "uncertainty['dice_val'])",
     "checkerboard": "checkerboard ratio of the changes to tissue outside the lesion (about 1: none)",
 }
 
@@ -313,6 +314,16 @@ def score_translation(x, y, masks, subjects, labels, truth=None, judge=None, thr
     res["auprc"], res["dice_max"] = det["auprc"], det["dice_max"]
     res["dice_val"] = M.dice(score[tissue] > threshold, masks[tissue]) if threshold is not None else None
     res["threshold_val"] = threshold
+    res.per_slice["dice_val"] = np.full(len(x), np.nan)          # per lesion slice, at the same threshold
+    if threshold is not None:
+        for i in li:
+            res.per_slice["dice_val"][i] = M.dice((score[i] > threshold) & tissue[i], masks[i])
+    # detection per subject: each subject's pixels pooled, then the spread over subjects
+    subj = np.asarray(subjects)
+    by_subject = {s: M.detection(score[subj == s], masks[subj == s], tissue[subj == s])
+                  for s in sorted(set(subj[lesion].tolist()))}
+    res["detection_by_subject"] = {k: summarise([d[k] for d in by_subject.values()], list(by_subject))
+                                   for k in ("auprc", "dice_max")}
     changes = (y - x)[li] * (tissue[li] & (masks[li] == 0))
     res["checkerboard"] = M.checkerboard_ratio(changes) if len(li) and min(x.shape[1:]) >= 32 else None
     res["healthiness"] = res["healthiness_smile"] = None

@@ -181,6 +181,8 @@ def test_evaluate_do_nothing_oracle_and_references(tiny_prepared):
     assert r2["psnr_lesion"] == float("inf") and r2["ssim_lesion"] == pytest.approx(1.0) and r2["mae_lesion"] == 0
     u = r2["uncertainty"]["mae_lesion"]
     assert u["n_subjects"] == 1 and u["subject_mean"] == 0
+    det = r2["detection_by_subject"]["auprc"]                       # the oracle's map is the lesion's change
+    assert det["n_subjects"] == u["n_subjects"] and det["subject_mean"] == pytest.approx(r2["auprc"])
 
 
 def test_evaluate_restores_the_mode_and_accepts_functions(tiny_prepared):
@@ -255,6 +257,8 @@ def test_evaluate_cli_json(tiny_prepared, tmp_path, capsys):
     keys = {"identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "mae_lesion", "auprc",
             "dice_max", "slices_per_s", "judge", "healthiness_input", "references", "uncertainty", "notes"}
     assert keys <= set(res) and {"dice", "false_alarm_rate"} <= set(res["judge"])
+    assert res["threshold_val"] is not None and res["uncertainty"]["dice_val"]["n_slices"] == res["slices"]
+    assert set(res["detection_by_subject"]) == {"auprc", "dice_max"}
     assert main(["evaluate", str(tmp_path / "seg"), "--data", str(tiny_prepared), "--json"]) == 0
     seg = json.loads(capsys.readouterr().out)
     assert seg["kind"] == "segmentor" and {"dice", "false_alarm_rate"} <= set(seg)
