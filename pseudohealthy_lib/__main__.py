@@ -115,19 +115,6 @@ def _methods() -> dict:
     return METHODS
 
 
-def _metrics_for_zoo(trainer) -> dict:
-    """Test-split metrics stored in a zoo manifest, from the one evaluation path (translators
-    are judged by the shipped f_pre segmentor, if present)."""
-    from . import zoo
-    from .evaluate import evaluate, to_json
-
-    judge = zoo.load_pretrained(zoo.SEGMENTOR, trainer.device) if (
-        getattr(trainer.method, "pseudo_healthy", False) and zoo.SEGMENTOR in zoo.available()) else None
-    res = to_json(evaluate(trainer.method, trainer.data, "test", segmentor=judge))
-    res.pop("uncertainty", None)
-    return res
-
-
 def _train(a: argparse.Namespace) -> None:
     from . import presets, zoo
     from .engine import Trainer
@@ -154,7 +141,7 @@ def _train(a: argparse.Namespace) -> None:
         print(f"{cfg.method} ({cfg.preset}): step {start} -> {trainer.step} in {out}, "
               f"{trainer.wall:.0f} s of training in total")
         if a.export:
-            metrics = _metrics_for_zoo(trainer)
+            metrics = zoo.manifest_metrics(trainer.method, trainer.data, trainer.device)
             d = zoo.export(trainer, a.export, metrics, command="python -m pseudohealthy_lib " + " ".join(a.argv))
             print(f"exported to {d}: {metrics}")
 

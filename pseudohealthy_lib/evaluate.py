@@ -23,7 +23,7 @@ Every result keeps its per-slice values and the subject of each slice, so that a
 with their spread: the mean over slices (as the papers report), the mean and standard
 deviation over subjects and a 95 % bootstrap interval over subjects (:func:`summarise`).
 :func:`paired_test` compares two results subject by subject (Wilcoxon signed-rank).
-:func:`references` computes the reference rows every table shows: doing nothing, the oracle
+:func:`compute_references` computes the reference rows every table shows: doing nothing, the oracle
 (the true healthy image, phantoms only), classical inpainting given the true mask, and, for
 detection, thresholding the image intensity itself.
 """
@@ -185,7 +185,7 @@ def judge_masks(judge, images01: np.ndarray, batch_size: int = 64) -> np.ndarray
     """The judge's binary lesion masks (N, H, W) for images in [0, 1]."""
     dev = _device(judge)
     with eval_mode(judge):
-        fn = getattr(judge, "predict_mask", None) or (lambda x: judge.predict(x) > 0.5)
+        fn = getattr(judge, "predict_mask", None) or (lambda x: judge.predict(x) > 0.5)   # any segmentor
         masks = [fn(pp.to_tanh_range(torch.from_numpy(images01[s:s + batch_size])[:, None]).to(dev))[:, 0].cpu().numpy()
                  for s in range(0, len(images01), batch_size)]
     return np.concatenate(masks).astype(bool) if masks else np.zeros(images01.shape, bool)
@@ -379,7 +379,7 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
     ``segmentor`` (a model with ``predict``, a zoo name or a checkpoint) is the judge for
     healthiness; the result then also carries ``judge`` (its Dice and false-alarm rate on the
     same slices) and ``healthiness_input`` (the healthiness of doing nothing). ``references``
-    adds the reference rows of :func:`references`. The model's train/eval mode is restored.
+    adds the reference rows of :func:`compute_references`. The model's train/eval mode is restored.
     """
     from .data import load_prepared
 
@@ -399,7 +399,8 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
         if kind == "segmentor":
             fn = lambda t: model.predict(t) * 2 - 1          # noqa: E731  probabilities through [-1, 1]
             prob, secs = _run(fn, x, dev, batch_size)
-            res = score_segmentation(prob, masks, subjects, labels, judge_masks(model, x))
+            to_mask = getattr(model, "to_mask", None)
+            res = score_segmentation(prob, masks, subjects, labels, to_mask(prob) if to_mask else None)
             res["reference_intensity"] = _intensity_row(x, masks)
         elif kind == "classifier":
             res = _score_classifier(model, x, labels, subjects, dev, batch_size)
@@ -426,7 +427,7 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
                                 "missed": jr["missed"]}
                 res["healthiness_input"] = M.healthiness(on_in, true_masks=masks[labels == 1])
             if references:
-                res["references"] = globals()["references"](data, split, judge)
+                res["references"] = compute_references(data, split, judge, on_in)
     res["kind"] = kind
     res["slices_per_s"] = len(x) / secs if secs > 0 else None
     return res
@@ -505,7 +506,7 @@ def inpaint_biharmonic(x, masks, dilate: int = 2) -> np.ndarray:
     return out
 
 
-def references(data, split: str = "test", judge=None) -> dict:
+def compute_references(data, split: str = "test", judge=None, found_on_input=None) -> dict:
     """The reference rows of every results table, computed on ``split``:
 
     ``do nothing`` (output = input), ``oracle`` (the true healthy image; phantoms only),
@@ -517,7 +518,9 @@ def references(data, split: str = "test", judge=None) -> dict:
     x = _stack(data.images, idx)
     masks, subjects, labels = data.masks[idx], data.subjects[idx], data.labels[idx]
     truth = _stack(data.healthy, idx) if data.has_ground_truth else None
-    on_in = judge_masks(judge, x[labels == 1]) if judge is not None else None
+    on_in = found_on_input
+    if judge is not None and on_in is None:
+        on_in = judge_masks(judge, x[labels == 1])
     rows = {"do nothing": x}
     if truth is not None:
         rows["oracle"] = truth

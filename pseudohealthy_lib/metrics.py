@@ -94,19 +94,23 @@ def ms_ssim_scales(side: int, window: int = 11, max_scales: int = 5) -> int:
     return k
 
 
-def ms_ssim(x, y, data_range: float = 1.0, window: int = 11) -> float:
-    """Multi-scale SSIM (Gaussian 11-wide window, sigma 1.5) of (H, W) or (B, 1, H, W) images,
-    with as many scales as the size allows (:func:`ms_ssim_scales`), averaged over the batch."""
+def _images(a) -> torch.Tensor:
+    """(H, W), (B, H, W) or (B, 1, H, W) -> a float tensor (B, 1, H, W)."""
+    a = torch.as_tensor(_np(a), dtype=torch.float32)
+    return a.reshape(-1, 1, *a.shape[-2:])
+
+
+def ms_ssim(x, y, data_range: float = 1.0, window: int = 11, reduction: str = "mean"):
+    """Multi-scale SSIM (Gaussian window of width ``window``, sigma 1.5) of (H, W), (B, H, W) or
+    (B, 1, H, W) images, with as many scales as the size allows (:func:`ms_ssim_scales`, weights
+    renormalised). ``reduction='mean'``: one float for the batch; ``'none'``: one value per image."""
     from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as msssim
 
-    x = torch.as_tensor(_np(x), dtype=torch.float32)
-    y = torch.as_tensor(_np(y), dtype=torch.float32)
-    while x.dim() < 4:
-        x, y = x[None], y[None]
-    k = ms_ssim_scales(min(x.shape[-2:]), window)
-    betas = torch.tensor(MS_SSIM_BETAS[:k])
-    betas = tuple((betas / betas.sum()).tolist())
-    return float(msssim(x, y, data_range=data_range, kernel_size=window, betas=betas, normalize="relu"))
+    x, y = _images(x), _images(y)
+    betas = torch.tensor(MS_SSIM_BETAS[:ms_ssim_scales(min(x.shape[-2:]), window)])
+    vals = msssim(x, y, data_range=data_range, kernel_size=window, betas=tuple((betas / betas.sum()).tolist()),
+                  normalize="relu", reduction="none").reshape(-1)
+    return float(vals.mean()) if reduction == "mean" else vals.numpy().astype(np.float64)
 
 
 def identity(output, image, mask, data_range: float = 1.0) -> np.ndarray:
@@ -116,19 +120,8 @@ def identity(output, image, mask, data_range: float = 1.0) -> np.ndarray:
     ``output``, ``image``, ``mask``: (H, W), (B, H, W) or (B, 1, H, W). Returns shape (B,).
     Aggregate per-slice values yourself (the mean of chunk means is not the mean).
     """
-    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as msssim
-
-    def t4(a):
-        a = torch.as_tensor(_np(a), dtype=torch.float32)
-        return a.reshape(-1, 1, *a.shape[-2:])
-
-    keep = 1 - t4(mask)
-    y, x = keep * t4(output), keep * t4(image)
-    k = ms_ssim_scales(min(x.shape[-2:]))
-    betas = torch.tensor(MS_SSIM_BETAS[:k])
-    vals = msssim(y, x, data_range=data_range, kernel_size=11, betas=tuple((betas / betas.sum()).tolist()),
-                  normalize="relu", reduction="none")
-    return vals.reshape(-1).numpy().astype(np.float64)
+    keep = 1 - _images(mask)
+    return ms_ssim(keep * _images(output), keep * _images(image), data_range, reduction="none")
 
 
 def identity_note(side: int) -> str:

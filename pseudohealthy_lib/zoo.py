@@ -116,9 +116,26 @@ def export(trainer: Trainer, name: str, metrics: dict | None = None, command: st
             "commit": git_commit(), "command": command or "python -m pseudohealthy_lib " + " ".join(sys.argv[1:]),
             "weights_bytes": (d / "weights.pt").stat().st_size, "history": hist[::every],
             "metrics": metrics or {}}
-    with atomic_path(d / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(info, indent=1))
+    _write_manifest(name, info)
     return d
+
+
+def _write_manifest(name: str, info: dict) -> None:
+    with atomic_path(zoo_dir() / name / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=1))
+
+
+def manifest_metrics(model, data, device="cpu") -> dict:
+    """What a manifest stores as ``metrics``: :func:`~pseudohealthy_lib.evaluate.evaluate` on the
+    test split of ``data`` (translators judged by ``SEGMENTOR`` when it is shipped), as JSON,
+    without the per-metric uncertainty."""
+    from .evaluate import evaluate, to_json
+
+    judge = load_pretrained(SEGMENTOR, device) if (
+        getattr(model, "pseudo_healthy", False) and SEGMENTOR in available()) else None
+    res = to_json(evaluate(model, data, "test", segmentor=judge))
+    res.pop("uncertainty", None)
+    return res
 
 
 def reevaluate(name: str, data=None) -> dict:
@@ -127,21 +144,15 @@ def reevaluate(name: str, data=None) -> dict:
     and store the result as the manifest's ``metrics`` (the training record stays as it was).
     Translators are judged by ``SEGMENTOR``. Returns the new metrics."""
     from .data import default, load_prepared
-    from .evaluate import evaluate, to_json
 
     info = manifest(name)
     cfg = info["config"]
     if data is None:
         data = load_prepared(cfg.get("data") or default.phantom_dataset(
             cfg.get("subjects"), seed=cfg.get("data_seed", 0), size=cfg["size"]))
-    model = load_pretrained(name)
-    judge = load_pretrained(SEGMENTOR) if getattr(model, "pseudo_healthy", False) and SEGMENTOR in available() else None
-    res = to_json(evaluate(model, data, "test", segmentor=judge))
-    res.pop("uncertainty", None)
-    info["metrics"] = res
-    with atomic_path(zoo_dir() / name / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(info, indent=1))
-    return res
+    info["metrics"] = manifest_metrics(load_pretrained(name), data)
+    _write_manifest(name, info)
+    return info["metrics"]
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu"):

@@ -99,21 +99,23 @@ class Segmentor(Method):
 
     @torch.no_grad()
     def predict_mask(self, x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-        """Binary lesion masks (B, 1, H, W): probability above ``threshold``, without connected
-        components (8-neighbourhood) smaller than the ``min_size`` option."""
+        """Binary lesion masks (B, 1, H, W) for images in [-1, 1] (see :meth:`to_mask`)."""
+        return torch.from_numpy(self.to_mask(self.predict(x).cpu().numpy(), threshold)).to(x.device)
+
+    def to_mask(self, prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        """Binary masks from lesion probabilities (any shape ending in H, W): probability above
+        ``threshold``, without connected components (8-neighbourhood) smaller than the
+        ``min_size`` option."""
         from scipy import ndimage
 
-        masks = (self.predict(x) > threshold).cpu().numpy()
+        masks = prob > threshold
         if self.opt["min_size"] > 1:
-            for m in masks[:, 0]:
+            for m in masks.reshape(-1, *masks.shape[-2:]):
                 lab, n = ndimage.label(m, structure=np.ones((3, 3)))
                 if n:
                     small = np.bincount(lab.ravel())[1:] < self.opt["min_size"]
                     m[np.isin(lab, 1 + np.nonzero(small)[0])] = False
-        return torch.from_numpy(masks).to(x.device)
-
-    def samples(self, batch):
-        return {"image": batch["image"], "mask": batch["mask"] * 2 - 1, "prediction": self.predict(batch["image"]) * 2 - 1}
+        return masks
 
 
 class WithTwins(Dataset):
