@@ -506,6 +506,53 @@ def inpaint_biharmonic(x, masks, dilate: int = 2) -> np.ndarray:
     return out
 
 
+def hidden_lesion(model, data, split: str = "test", batch_size: int = 16) -> Result:
+    """How much of the lesion a CycleGAN-style model's pseudo-healthy output still carries.
+
+    The AC cycle asks G_BA to put the lesion back into G_AB(x). A truly healthy image holds no
+    trace of where the lesion was (PHS-GAN's one-to-many problem), so G_BA should rebuild it no
+    better from G_AB(x) than from the phantom's true healthy image x_h. Both reconstructions are
+    scored against x inside the lesion, as mean absolute errors normalised like
+    :func:`~pseudohealthy_lib.metrics.lesion_fidelity` (MAE, not PSNR: a lesion rebuilt exactly
+    would give an infinite PSNR and no mean):
+
+    * ``mae_from_output``: mean ``|G_BA(G_AB(x)) - x|``, what the cycle term trains;
+    * ``mae_from_truth``: mean ``|G_BA(x_h) - x|``, what an honest healthy image allows;
+    * ``leak``: 1 - mae_from_output / mae_from_truth, per slice. 0: the output tells G_BA no more
+      about the lesion than the true healthy image does; 1: the lesion comes back exactly, so the
+      output hides it in its pixels (CycleGAN's "steganography"), a ghost that keeps the cycle
+      loss low. Negative: the output is an even worse starting point than the truth.
+
+    Needs a model with both generators (``translate(x, "AB")`` and ``translate(x, "BA")``) and
+    phantom data (a healthy ground truth).
+    """
+    from .data import load_prepared
+    from .utils import OptionError
+
+    if isinstance(data, (str, Path)):
+        data = load_prepared(data)
+    model = load_model(model)
+    if not data.has_ground_truth:
+        raise OptionError("hidden_lesion needs a phantom's healthy ground truth; this data has none")
+    if "G_BA" not in getattr(model, "nets", {}):
+        raise OptionError("hidden_lesion needs both generators (G_AB and G_BA); this model has no G_BA")
+    idx = _split(data, split, 1)
+    x, truth, masks = _stack(data.images, idx), _stack(data.healthy, idx), data.masks[idx]
+    dev = _device(model)
+    with eval_mode(model):
+        back = lambda t: model.translate(t, "BA")                                  # noqa: E731
+        rec, _ = _run(lambda t: back(model.translate(t, "AB")), x, dev, batch_size)
+        from_truth, _ = _run(back, truth, dev, batch_size)
+    per = {"mae_from_output": [M.lesion_fidelity(r, xi, xi, m)["mae"] for r, xi, m in zip(rec, x, masks)],
+           "mae_from_truth": [M.lesion_fidelity(r, xi, xi, m)["mae"] for r, xi, m in zip(from_truth, x, masks)]}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per["leak"] = list(1 - np.divide(per["mae_from_output"], per["mae_from_truth"]))
+    subjects = data.subjects[idx]
+    res = Result({k: float(np.nanmean(v)) for k, v in per.items()}, per_slice=per, subjects=subjects)
+    res["uncertainty"] = {k: summarise(v, subjects) for k, v in per.items()}
+    return res
+
+
 def compute_references(data, split: str = "test", judge=None, found_on_input=None) -> dict:
     """The reference rows of every results table, computed on ``split``:
 
@@ -587,6 +634,61 @@ def metrics_table(models: dict[str, str], columns=None, extra_rows: dict | None 
                                 "train them with `python -m pseudohealthy_lib zoo --train NAME ...`")
     rows = dict(extra_rows or {}) | {label: zoo.manifest(n)["metrics"] for n, label in models.items()}
     return results_table(rows, columns)
+
+
+#: What a pseudo-healthy translator must reach on a phantom to be said to do its job (the book's
+#: floors): metric -> (the floor in words, test of (value, doing nothing's value)).
+FLOORS = {
+    "psnr_lesion": ("lesion PSNR at least 4 dB above doing nothing's", lambda v, n: v >= n + 4),
+    "ssim_lesion": ("lesion SSIM no lower than doing nothing's", lambda v, n: v >= n),
+    "psnr_tissue": ("healthy-tissue PSNR at least 30 dB", lambda v, n: v >= 30),
+    "dice_max": ("⌈Dice⌉ of the difference map at least 0.75", lambda v, n: v >= 0.75),
+    "healthiness": ("healthiness at least 0.80", lambda v, n: v >= 0.80),
+}
+
+
+def check_floors(result: dict, nothing: dict | None = None):
+    """A pandas table: each of :data:`FLOORS` with the model's value, doing nothing's and whether
+    the floor is met. ``nothing`` defaults to ``result["references"]["do nothing"]``."""
+    import pandas as pd
+
+    nothing = nothing if nothing is not None else result["references"]["do nothing"]
+    rows = {key: {"floor": text, "value": result[key], "do nothing": nothing.get(key),
+                  "met": bool(ok(result[key], nothing.get(key, float("nan"))))}
+            for key, (text, ok) in FLOORS.items()}
+    return pd.DataFrame(rows).T.astype({"value": float, "do nothing": float, "met": bool})
+
+
+def recipe_trials(method: str = "antgan"):
+    """The recorded trials of a teaching-recipe search (``data/recipes/METHOD.jsonl``, written by
+    ``scripts/recipe_search.py``) as a pandas table: one row per trial, the settings that differ
+    between trials, the minutes of training and the scores on the selection phantom. Reference
+    rows (doing nothing, inpainting) come first."""
+    import json
+
+    import pandas as pd
+
+    from .config import REPO_DIR
+
+    path = REPO_DIR / "data" / "recipes" / f"{method}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no recorded recipe search for {method}")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    refs = [r for r in rows if r["name"].startswith("reference")]
+    trials = [r for r in rows if not r["name"].startswith("reference")]
+    from .methods import get_method
+
+    defaults = get_method(method).defaults      # options a trial did not set (or that came later) had these
+    flat = [{"batch_size": r["batch_size"], "lr": r["lr"], "size": r["size"], **defaults, **r["options"]} for r in trials]
+    varying = [k for k in flat[0] if len({json.dumps(f.get(k)) for f in flat}) > 1] if flat else []
+    table = [{"trial": r["name"].removeprefix("reference: "), **{k: "" for k in varying}, "steps": None, "minutes": None,
+              **{k: r.get(k) for k in ("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness")}}
+             for r in refs]
+    table += [{"trial": r["name"], **{k: f.get(k) for k in varying}, "steps": r["steps"],
+               "minutes": round(r["train_seconds"] / 60, 1),
+               **{k: r.get(k) for k in ("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness")}}
+              for r, f in zip(trials, flat)]
+    return pd.DataFrame(table).set_index("trial")
 
 
 def judge_caption(result: dict) -> str:

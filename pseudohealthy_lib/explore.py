@@ -168,16 +168,22 @@ class LambdaExplorer:
         fig.tight_layout()
         return fig
 
-    def widget(self):
-        """ipywidgets: lambda slider, case picker, metric picker; images are looked up, not drawn."""
+    def widget(self, lam=None, case: int = 0, metric: str = "psnr_tissue"):
+        """ipywidgets: lambda slider, case picker, metric picker; images are looked up, not drawn.
+        The controls start at ``lam``, ``case`` and ``metric`` (the defaults of :meth:`figure`, so
+        that a static figure and the live widget open on the same view)."""
         import ipywidgets as W
 
-        lam_w = W.SelectionSlider(options=[(f"{l:g}", l) for l in self.lams], value=self.lams[len(self.lams) // 2],
+        lam = self.lams[len(self.lams) // 2] if lam is None else lam
+        if lam not in self.lams or metric not in self.metric_names or not 0 <= case < len(self.cases):
+            raise ValueError(f"no view lam={lam!r}, case={case!r}, metric={metric!r}: lambdas {self.lams}, "
+                             f"cases 0-{len(self.cases) - 1}, metrics {self.metric_names}")
+        lam_w = W.SelectionSlider(options=[(f"{l:g}", l) for l in self.lams], value=lam,
                                   description="λ_AM", continuous_update=True)
         case_w = W.Dropdown(options=[(f"case {c + 1}: {self.data.subjects[i]} slice {self.data.slice_index[i]}, "
                                       f"lesion {int(self.m[c].sum())} px", c) for c, i in enumerate(self.cases)],
-                            value=0, description="test case", layout=W.Layout(width="420px"))
-        met_w = W.Dropdown(options=[(LAMBDA_METRICS[k], k) for k in self.metric_names], value=self.metric_names[0],
+                            value=case, description="test case", layout=W.Layout(width="420px"))
+        met_w = W.Dropdown(options=[(LAMBDA_METRICS[k], k) for k in self.metric_names], value=metric,
                            description="metric", layout=W.Layout(width="360px"))
         img = W.Image(format="png", layout=W.Layout(width="780px"))
         curve = W.Image(format="png", layout=W.Layout(width="380px"))
@@ -404,15 +410,19 @@ class TSNEExplorer:
         fig.tight_layout()
         return fig
 
-    def widget(self, perplexities=(5, 15, 30, 50), sizes=(25, 50, 100)):
+    def widget(self, perplexities=(5, 15, 30, 50), sizes=(25, 50, 100), model=None, space: str = "pca"):
         """ipywidgets: model, feature space, perplexity, samples per group, arrows. The first view
-        of a setting runs t-SNE (seconds) and caches it; later views are instant."""
+        of a setting runs t-SNE (seconds) and caches it; later views are instant. The controls
+        start at ``model`` (default: the first) and ``space``, e.g. the view a static figure shows."""
         import ipywidgets as W
 
         sizes = sorted({min(s, self.n) for s in sizes})
-        model_w = W.Dropdown(options=self.models, value=self.models[0], description="model")
-        feat_w = W.ToggleButtons(options=[f for f in self.features if f != "segmentor" or self.segmentor is not None],
-                                 value="pca", description="features")
+        spaces = [f for f in self.features if f != "segmentor" or self.segmentor is not None]
+        model = self.models[0] if model is None else model
+        if model not in self.models or space not in spaces:
+            raise ValueError(f"no view model={model!r}, space={space!r}: models {self.models}, spaces {spaces}")
+        model_w = W.Dropdown(options=self.models, value=model, description="model")
+        feat_w = W.ToggleButtons(options=spaces, value=space, description="features")
         perp_w = W.SelectionSlider(options=list(perplexities), value=30 if 30 in perplexities else perplexities[0],
                                    description="perplexity", continuous_update=False)
         n_w = W.SelectionSlider(options=sizes, value=sizes[-1], description="per group", continuous_update=False)

@@ -40,6 +40,13 @@ def anomaly_mask_loss(fake_normal: torch.Tensor, abnormal: torch.Tensor, mask: t
     return ((1 - mask) * (fake_normal - abnormal)).pow(2).mean()
 
 
+def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Binary mask (B, 1, H, W) grown by ``pixels`` in every direction (a square structuring element)."""
+    if pixels <= 0:
+        return mask
+    return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
+
+
 def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean ``|G(y) - y|``: a generator fed an image of its target domain should leave it alone."""
     return F.l1_loss(output, target)

@@ -27,3 +27,16 @@ def setup_notebook(seed: int = 0) -> dict:
     mode = "FAST smoke mode (PH_FAST=1): tiny data, results are not meaningful" if info["fast_mode"] else "full mode"
     print(f"{device} | torch {torch.__version__} | preset '{preset}' | {mode}")
     return info
+
+
+def show_code(*objects) -> None:
+    """Display the source of library functions or classes, syntax-highlighted: the code that runs,
+    not a copy of it. Each block is headed by the file it comes from."""
+    import inspect
+
+    from IPython.display import Code, display
+
+    for obj in objects:
+        path = inspect.getsourcefile(obj) or "?"
+        short = path[path.rfind("pseudohealthy_lib"):] if "pseudohealthy_lib" in path else path
+        display(Code(f"# {short}\n" + inspect.getsource(obj), language="python"))

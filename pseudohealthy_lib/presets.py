@@ -4,7 +4,8 @@
 preset   hardware                                    size
 =======  ==========================================  =========================================
 fast     anything; what ``PH_FAST=1`` selects         64x64, tiny networks, a few steps
-cpu      2 CPU cores, minutes (the teaching size)     128x128, ngf 32, 6 residual blocks
+cpu      2 CPU cores, minutes (the teaching size)     128x128, ngf 32, 6 residual blocks, unless
+                                                      METHOD_PRESETS holds a searched recipe
 sweep    2 CPU cores, a few minutes per model          128x128, ngf 16, 4 residual blocks
          (for studies that train many models)
 colab    one T4 / L4 / A100 GPU, an hour or two       128x128, the papers' networks (ngf 64)
@@ -35,8 +36,14 @@ PRESETS = {
 
 # method-specific changes to a preset
 METHOD_PRESETS = {
-    # the ResNet-vs-U-Net paper trains 256x256 images with an 8-level U-Net
-    ("cyclegan", "paper"): {"size": 256, "options": {"unet_downs": 8}},
+    # the ResNet-vs-U-Net paper: 20 epochs of its 765 training images at batch 1, lr 2e-4, beta1 0.5.
+    # It gives no image size (256 is our choice: an 8-level U-Net reaches 1x1) and describes its
+    # discriminator only as four leaky-ReLU conv layers; we keep ANT-GAN's PatchGAN
+    ("cyclegan", "paper"): {"steps": 20 * 765, "size": 256, "options": {"unet_downs": 8}},
+    # ANT-GAN's teaching recipe, from the measured search in data/recipes/antgan.jsonl (chapter 3):
+    # a narrow generator, a wider critic, a high learning rate and many small batches
+    ("antgan", "cpu"): {"steps": 3600, "batch_size": 4, "lr": 1e-3, "ckpt_every": 600,
+                        "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 1000.0, "am_dilate": 2}},
     # the healthiness judge f_pre: a narrow U-Net trained long at a segmentation learning rate
     ("segmentor", "cpu"): {"steps": 8000, "batch_size": 8, "lr": 1e-3, "ckpt_every": 1000, "options": {"ngf": 16}},
 }

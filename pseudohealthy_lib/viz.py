@@ -50,15 +50,34 @@ def diff_cmap() -> ListedColormap:
     return plt.get_cmap("inferno")
 
 
-def plot_history(history: list[dict], keys: list[str], ax=None, smooth: int = 25, title: str | None = None):
-    """Loss curves from a training history (list of {'step': .., key: value}), moving-averaged."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 2.8))
+def plot_history(history: list[dict], keys: list[str], ax=None, smooth: int = 25, title: str | None = None,
+                 panels: bool = False):
+    """Loss curves from a training history (list of {'step': .., key: value}), moving-averaged.
+
+    ``panels=True``: one small panel per loss, each with its own y-axis (losses of different
+    sizes on one axis flatten the small ones); returns the figure. Otherwise one axis (``ax``).
+    """
     absent = [k for k in keys if not any(k in h for h in history)]
     if absent:
         have = sorted({k for h in history for k in h} - {"step"})
         raise KeyError(f"not in the training history: {absent}; it has {have}")
     steps = np.array([h["step"] for h in history])
+    if panels:
+        cols = min(len(keys), 3)
+        fig, axes = plt.subplots(-(-len(keys) // cols), cols, figsize=(3.2 * cols, 2.2 * -(-len(keys) // cols)),
+                                 squeeze=False, sharex=True)
+        for a, k in zip(axes.flat, keys):
+            plot_history(history, [k], ax=a, smooth=smooth)
+            a.set(title=k, xlabel="", ylabel="")
+            a.get_legend().remove()
+        for a in axes.flat[len(keys):]:
+            a.axis("off")
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        return fig
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.8))
     for k in keys:
         v = np.array([h.get(k, np.nan) for h in history], float)
         w = max(1, min(smooth, len(v) // 5 or 1))

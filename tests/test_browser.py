@@ -232,6 +232,11 @@ def check_page(ctx, path: Path, html_root: Path, expect_nav: list[Path], noteboo
         if raw in info["text"]:
             at = info["text"].index(raw)
             problems.append(f"raw TeX {raw!r} left on the page: ...{info['text'][max(0, at - 60):at + 60]!r}...")
+    # a TeX command left as text ("\\mathcal{G}"), or one whose backslash was eaten on the way
+    # ("mathcalG_{A2N}", what a doubled backslash in a notebook's markdown renders as)
+    for m in re.finditer(r"\\[A-Za-z]{2,}|\b(?:mathcal|mathbf|mathbb)[A-Z{]|\b(?:mathrm|frac|lambda_|text)\{", info["text"]):
+        problems.append(f"raw TeX {m.group()!r} left on the page: ...{info['text'][max(0, m.start() - 60):m.end() + 60]!r}...")
+        break
     if info["mathTypeset"] < info["mathCount"]:
         problems.append(f"MathJax typeset {info['mathTypeset']} of {info['mathCount']} formulas")
     if info["mjxErrors"]:

@@ -81,8 +81,11 @@ def test_presets():
     assert cpu.size == 128 and cpu.options["ngf"] == 32
     paper = presets.config("antgan", "paper")
     assert (paper.size, paper.batch_size, paper.steps, paper.lr) == (240, 1, 300000, 2e-4)  # ANT-GAN Sec. III-B
-    assert presets.config("cyclegan", "paper").options["unet_downs"] == 8 and presets.config("cyclegan", "paper").size == 256
-    assert presets.config("antgan", "cpu", options={"lambda_am": 1.0}).options["ngf"] == 32   # options merge
+    lee = presets.config("cyclegan", "paper")                 # 20 epochs of 765 images, batch 1 (Lee et al.)
+    assert (lee.options["unet_downs"], lee.size, lee.steps, lee.batch_size) == (8, 256, 15300, 1)
+    searched = presets.config("antgan", "cpu", options={"lambda_am": 1.0})      # the method's recipe, options merged
+    assert (searched.steps, searched.lr, searched.options["ngf"], searched.options["ndf"]) == (3600, 1e-3, 16, 32)
+    assert searched.options["lambda_am"] == 1.0 and presets.config("antgan", "cpu").options["lambda_am"] == 1000.0
     with pytest.raises(ValueError, match="unknown preset"):
         presets.config("antgan", "huge")
 

@@ -12,6 +12,7 @@ from pseudohealthy_lib import evaluate as E
 from pseudohealthy_lib import metrics as M
 from pseudohealthy_lib.data import load_prepared
 from pseudohealthy_lib.data import preprocess as pp
+from pseudohealthy_lib.utils import OptionError
 
 
 def test_ms_ssim_scales():
@@ -275,3 +276,63 @@ def test_evaluate_cli_json(tiny_prepared, tmp_path, capsys):
     seeds = json.loads(capsys.readouterr().out)
     assert seeds["across_seeds"]["identity"]["std"] == 0.0
     assert main(["evaluate", "no-such-model", "--data", str(tiny_prepared)]) == 2
+
+
+class TwoWay(torch.nn.Module):
+    """A CycleGAN-shaped model: ``nets`` with G_AB and G_BA, and ``translate(x, direction)``."""
+
+    def __init__(self, ab, ba):
+        super().__init__()
+        self.nets = torch.nn.ModuleDict({"G_AB": torch.nn.Identity(), "G_BA": torch.nn.Identity()})
+        self.fns = {"AB": ab, "BA": ba}
+
+    def translate(self, x, direction="AB"):
+        return self.fns[direction](x)
+
+
+def test_hidden_lesion_tells_a_ghost_from_an_honest_output(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    # G_AB keeps the lesion (the worst ghost) and G_BA is the identity: the lesion comes back
+    # exactly from the output, and not at all from the true healthy image
+    ghost = E.hidden_lesion(TwoWay(lambda x: x, lambda y: y), data, "test")
+    assert ghost["mae_from_output"] == 0 and ghost["mae_from_truth"] > 0.05 and ghost["leak"] == 1
+    # a near-identity G_BA: still far better from the output than from the truth
+    near = E.hidden_lesion(TwoWay(lambda x: x, lambda y: 0.9 * y + 0.05), data, "test")
+    assert 0.3 < near["leak"] < 1
+    # G_BA ignores its input: nothing can be rebuilt from anything, the leak is exactly 0
+    blind = E.hidden_lesion(TwoWay(lambda x: x, lambda y: torch.zeros_like(y)), data, "test")
+    assert blind["leak"] == pytest.approx(0.0, abs=1e-9)
+    # an honest G_AB that outputs the truth: both reconstructions are the same, leak 0
+    table = {_tanh(data.images[i])[None].numpy().tobytes(): _tanh(data.healthy[i])[None, None]
+             for i in data.select("test", 1)}
+    honest = Lookup(table)
+    honest.nets = {"G_AB": None, "G_BA": None}
+    honest.translate = lambda x, d="AB": honest._apply_table(x) if d == "AB" else 0.9 * x + 0.05
+    assert E.hidden_lesion(honest, data, "test")["leak"] == pytest.approx(0.0, abs=1e-6)
+    assert blind["uncertainty"]["leak"]["n_subjects"] == len(set(data.subjects[data.select("test", 1)]))
+    with pytest.raises(OptionError, match="G_BA"):
+        E.hidden_lesion(Lookup({}), data, "test")
+
+
+def test_recipe_trials_table_of_the_recorded_search():
+    t = E.recipe_trials("antgan")
+    assert list(t.index[:2]) == ["do nothing", "inpainting"]             # references first
+    runs = t[t["steps"].notna()]
+    assert len(runs) >= 5 and (runs["minutes"] > 0).all()
+    assert {"lr", "batch_size", "healthy"} <= set(t.columns)              # settings that differ between trials
+    assert "ngf" not in t.columns                                        # ... and not those all trials share
+    assert (runs["psnr_lesion"] > t.loc["do nothing", "psnr_lesion"]).all()
+    with pytest.raises(FileNotFoundError, match="no recorded recipe search"):
+        E.recipe_trials("no-such-method")
+
+
+def test_check_floors_says_no_to_doing_nothing_and_yes_to_a_good_model():
+    nothing = {"psnr_lesion": 10.0, "ssim_lesion": 0.25, "psnr_tissue": float("inf"), "dice_max": 0.07,
+               "healthiness": 0.02}
+    t = E.check_floors({**nothing, "references": {"do nothing": nothing}})
+    assert list(t.index) == list(E.FLOORS)
+    assert t.loc["psnr_tissue", "met"] and not t.loc["psnr_lesion", "met"] and not t.loc["healthiness", "met"]
+    good = {"psnr_lesion": 14.0, "ssim_lesion": 0.25, "psnr_tissue": 30.0, "dice_max": 0.75, "healthiness": 0.8}
+    assert E.check_floors(good, nothing)["met"].all()                      # every floor met exactly at its edge
+    almost = {**good, "psnr_lesion": 13.99}
+    assert list(E.check_floors(almost, nothing).query("not met").index) == ["psnr_lesion"]

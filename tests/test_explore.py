@@ -104,3 +104,30 @@ def test_plot_history_refuses_keys_it_does_not_have():
     assert len(ax.lines) == 2
     with pytest.raises(KeyError, match="D_A"):
         viz.plot_history(hist, ["G", "D_A"])
+
+
+def test_plot_history_panels_give_each_loss_its_own_scale():
+    from pseudohealthy_lib import viz
+
+    hist = [{"step": s, "G": 10.0 + s, "am": 0.01 * s, "D": 0.5} for s in range(20)]
+    fig = viz.plot_history(hist, ["G", "am", "D"], smooth=1, panels=True)
+    axes = [a for a in fig.axes if a.lines]
+    assert [a.get_title() for a in axes] == ["G", "am", "D"]
+    lo, hi = axes[1].get_ylim()
+    assert hi - lo < 1                           # am is not flattened by G's scale of 10 to 29
+
+
+def test_show_code_displays_the_library_source(capsys):
+    from IPython.display import Code
+
+    from pseudohealthy_lib import losses, notebook
+
+    shown = []
+    import IPython.display as D
+    orig, D.display = D.display, lambda *objs: shown.extend(objs)
+    try:
+        notebook.show_code(losses.cycle_loss)
+    finally:
+        D.display = orig
+    assert len(shown) == 1 and isinstance(shown[0], Code)
+    assert "pseudohealthy_lib/losses.py" in shown[0].data and "def cycle_loss" in shown[0].data

@@ -94,6 +94,19 @@ def test_anomaly_mask_loss_ignores_the_lesion():
     assert L.anomaly_mask_loss(g, x, torch.ones_like(mask)).item() == 0
 
 
+def test_dilated_mask_frees_the_lesion_border():
+    mask = torch.zeros(1, 1, 7, 7)
+    mask[..., 3, 3] = 1
+    assert torch.equal(L.dilate(mask, 0), mask)
+    grown = L.dilate(mask, 1)
+    assert grown.sum() == 9 and grown[..., 2:5, 2:5].sum() == 9          # a 3x3 square around the pixel
+    assert L.dilate(mask, 2).sum() == 25
+    x, g = torch.zeros(1, 1, 7, 7), torch.zeros(1, 1, 7, 7)
+    g[..., 3, 4] = 1.0                                                 # a change next to the lesion
+    assert L.anomaly_mask_loss(g, x, mask).item() == pytest.approx(1 / 49)
+    assert L.anomaly_mask_loss(g, x, L.dilate(mask, 1)).item() == 0    # free once the mask is dilated
+
+
 def test_soft_dice_loss():
     t = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
     assert L.soft_dice_loss(t, t).item() == pytest.approx(0, abs=1e-6)

@@ -1,4 +1,5 @@
 """Prepared slice files and the torch Datasets that serve them."""
+import dataclasses
 import time
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from pseudohealthy_lib.data import PairedDataset, UnpairedDataset, list_cases, load_prepared, phantom, prepare
+from pseudohealthy_lib.utils import OptionError
 
 
 def test_prepare_brats_tiny(brats2018, tmp_path):
@@ -103,6 +105,27 @@ def test_unpaired_image_to_mask_domain(phantom_prepared):
     assert set(torch.unique(b).tolist()) <= {-1.0, 1.0} and (b == 1).any()   # a mask drawn in [-1, 1]
     with pytest.raises(ValueError, match="domain_b"):
         UnpairedDataset(p, "train", domain_b="t1")
+
+
+def test_unpaired_matched_healthy_twins(phantom_prepared):
+    """healthy='twins': domain B is the healthy truth of pathological slices of *other* subjects."""
+    p, _ = phantom_prepared
+    with pytest.raises(ValueError, match="at least 2 subjects"):            # the train split has one subject
+        UnpairedDataset(p, "train", healthy="twins")
+    ds = UnpairedDataset(p, None, healthy="twins", seed=3)                 # all three subjects
+    truth = {p.healthy[j].tobytes(): j for j in ds.path}
+    for i in range(len(ds)):
+        item = ds[i]
+        j = truth[((item["B"].numpy()[0] + 1) / 2).astype(np.float16).tobytes()]   # B is the truth of a lesion slice ...
+        a = ds.path[ds._pa[i % len(ds.path)]]
+        assert p.subjects[j] != p.subjects[a]                                  # ... of another subject
+    plain = UnpairedDataset(p, None, seed=3)
+    assert (p.labels[plain.other] == 0).all() and not set(plain.other) & set(ds.other)
+    with pytest.raises(OptionError, match="twins"):
+        UnpairedDataset(p, "train", healthy="twin")
+    no_truth = dataclasses.replace(p, healthy=None)
+    with pytest.raises(OptionError, match="ground truth"):
+        UnpairedDataset(no_truth, "train", healthy="twins")
 
 
 def test_paired_dataset(phantom_prepared):

@@ -340,22 +340,36 @@ class UnpairedDataset(_SliceDataset):
     slice: ANT-GAN's normal domain) or ``'mask'`` (the lesion mask of an unrelated pathological
     slice, drawn as an image in [-1, 1]: the image-to-mask translation of the CycleGAN chapter).
 
+    ``healthy`` says where healthy slices come from: ``'slices'`` (the lesion-free slices of the
+    split; on BraTS-like data they lie lower and higher in the head than the lesions do) or
+    ``'twins'`` (phantoms only: the healthy ground truth of the split's pathological slices, so
+    domain B covers the same anatomical levels as domain A). A pathological slice is never
+    paired with a twin of its own subject, so the pairs stay unpaired.
+
     Items are dicts of (1, S, S) float tensors: ``A``, ``B``, ``A_mask`` (A's own lesion mask,
     in {0, 1}) and, for phantoms, ``A_healthy`` (A's ground truth, for evaluation only). The
     length is the larger of the two pools; :meth:`set_epoch` reshuffles the pairing (seeded).
     """
 
     def __init__(self, data: PreparedSlices, split: str = "train", value_range: str = "tanh",
-                 seed: int = 0, domain_b: str = "healthy"):
+                 seed: int = 0, domain_b: str = "healthy", healthy: str = "slices"):
         super().__init__(data, value_range)
         if domain_b not in ("healthy", "mask"):
             raise ValueError(f"domain_b must be 'healthy' or 'mask', not '{domain_b}'")
+        if healthy not in ("slices", "twins"):
+            raise OptionError(f"healthy must be 'slices' or 'twins', not {healthy!r}")
+        self.twins = domain_b == "healthy" and healthy == "twins"
+        if self.twins and data.healthy is None:
+            raise OptionError("healthy='twins' needs a phantom's healthy ground truth; this data has none")
         self.domain_b = domain_b
         self.path = data.select(split, pp.PATHOLOGICAL)
-        self.other = data.select(split, pp.HEALTHY) if domain_b == "healthy" else self.path
+        self.other = data.select(split, pp.HEALTHY) if domain_b == "healthy" and not self.twins else self.path
         if len(self.path) == 0 or len(self.other) == 0:
             raise ValueError(f"split '{split}' needs pathological ({len(self.path)}) and "
                              f"{domain_b} ({len(self.other)}) slices")
+        if self.twins and len(set(data.subjects[self.path].tolist())) < 2:
+            raise ValueError(f"split '{split}': healthy='twins' pairs each slice with another subject's twin, "
+                             "so it needs lesion slices of at least 2 subjects")
         self.seed = seed
         self.set_epoch(0)
 
@@ -370,9 +384,14 @@ class UnpairedDataset(_SliceDataset):
     def __getitem__(self, i: int) -> dict:
         a = self.path[self._pa[i % len(self.path)]]
         b = self.other[self._pb[i % len(self.other)]]
+        if self.twins:                    # the next twin in the shuffled order from another subject
+            for k in range(1, len(self.other)):
+                if self.data.subjects[b] != self.data.subjects[a]:
+                    break
+                b = self.other[self._pb[(i + k) % len(self.other)]]
         mask_a = torch.from_numpy(self.data.masks[a].astype(np.float32))[None]
         if self.domain_b == "healthy":
-            img_b = self._img(self.data.images, b)
+            img_b = self._img(self.data.healthy if self.twins else self.data.images, b)
         else:
             m = torch.from_numpy(self.data.masks[b].astype(np.float32))[None]
             img_b = pp.to_tanh_range(m) if self.tanh else m

@@ -6,7 +6,10 @@ or lesion masks drawn as images), with the switches the book's chapters need:
 * ``use_ac`` / ``use_nc``: the two cycle-consistency terms of Eq. (4) separately (ANT-GAN's
   ablation calls them abnormality and normality synthesis consistency);
 * ``shortcut`` and ``lambda_am``: ANT-GAN's global shortcut on G_AB and its anomaly-mask loss
-  (Eq. 2); :mod:`pseudohealthy_lib.methods.antgan` turns them on.
+  (Eq. 2); :mod:`pseudohealthy_lib.methods.antgan` turns them on. ``am_dilate`` widens the mask of
+  Eq. 2 by that many pixels (a lesion brightens a thin ring of tissue just outside its label);
+* ``healthy``: domain B's healthy slices are the data's lesion-free slices (``'slices'``) or, on
+  phantoms, the healthy twins of other subjects' lesion slices (``'twins'``: same anatomical levels).
 
 Equation numbers refer to ANT-GAN (Sun et al.); with A = abnormal and B = normal,
 G_AB is its G_A2N and G_BA its G_N2A.
@@ -28,14 +31,14 @@ class CycleGAN(Method):
     defaults = {
         "generator": "resnet", "ngf": 64, "n_blocks": 9, "unet_downs": 7, "ndf": 64,
         "upsample": "transpose", "shortcut": False,
-        "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0,
+        "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0, "am_dilate": 0,
         "use_ac": True, "use_nc": True, "bidirectional": None,   # None: on when a cycle term is on
-        "gan_mode": "lsgan", "pool_size": 50, "domain_b": "healthy",
+        "gan_mode": "lsgan", "pool_size": 50, "domain_b": "healthy", "healthy": "slices",
     }
     choices = {"generator": ("resnet", "unet"), "upsample": ("transpose", "resize"), "gan_mode": ("lsgan", "vanilla"),
-               "domain_b": ("healthy", "mask"), "bidirectional": (None, True, False)}
+               "domain_b": ("healthy", "mask"), "healthy": ("slices", "twins"), "bidirectional": (None, True, False)}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "unet_downs": (1, None), "ndf": (1, None), "pool_size": (0, None),
-              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None)}
+              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None)}
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -73,7 +76,7 @@ class CycleGAN(Method):
 
     # -- engine interface
     def dataset(self, data, split):
-        return UnpairedDataset(data, split, seed=self.cfg.seed, domain_b=self.opt["domain_b"])
+        return UnpairedDataset(data, split, seed=self.cfg.seed, domain_b=self.opt["domain_b"], healthy=self.opt["healthy"])
 
     def optimizers(self):
         gens = [self.nets[k] for k in ("G_AB", "G_BA") if k in self.nets]
@@ -99,7 +102,8 @@ class CycleGAN(Method):
             if o["bidirectional"]:
                 terms["idt"] = terms["idt"] + o["lambda_id"] * L.identity_loss(n["G_BA"](real_a), real_a)
         if o["lambda_am"]:
-            terms["am"] = o["lambda_am"] * L.anomaly_mask_loss(out["fake_B"], real_a, batch["A_mask"])  # Eq. (2)
+            mask = L.dilate(batch["A_mask"], o["am_dilate"])     # the lesion's soft border is free to change too
+            terms["am"] = o["lambda_am"] * L.anomaly_mask_loss(out["fake_B"], real_a, mask)        # Eq. (2)
         return terms
 
     def forward(self, batch) -> dict[str, torch.Tensor]:

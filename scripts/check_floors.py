@@ -1,0 +1,61 @@
+"""Check a shipped translator against the book's floors on a fresh phantom.
+
+    python scripts/check_floors.py MODEL [MODEL ...] [--seed 2026] [--subjects 20]
+
+MODEL is a zoo name or a run folder; several MODELs are seeds of one recipe and are checked one
+by one, then summarised as mean and standard deviation. The phantom is generated with a seed
+that no test, no chapter and no recipe trial uses (2026 by default), and every slice of it is
+scored. The floors are :data:`pseudohealthy_lib.evaluate.FLOORS`.
+
+The results are appended to ``data/recipes/floors.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
+from pseudohealthy_lib.engine import git_commit                           # noqa: E402
+from pseudohealthy_lib.evaluate import FLOORS, check_floors, compute_references, evaluate, load_model  # noqa: E402
+from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--subjects", type=int, default=20)
+    a = ap.parse_args(argv)
+    judge = load_model("segmentor-phantom")
+    data = load_prepared(default.phantom_dataset(a.subjects, seed=a.seed))
+    nothing = compute_references(data, "all", judge)["do nothing"]
+    rows = []
+    for spec in a.models:
+        res = evaluate(load_model(spec), data, "all", segmentor=judge)
+        row = {"model": spec, "phantom": {"seed": a.seed, "subjects": a.subjects}, "git_commit": git_commit(),
+               "judge": res.get("judge"), "do_nothing": {k: nothing[k] for k in FLOORS if k in nothing}}
+        for key, r in check_floors(res, nothing).iterrows():
+            row[key] = {"value": r["value"], "passes": r["met"], "floor": r["floor"]}
+        rows.append(row)
+        print(f"{spec}: " + ", ".join(f"{k} {row[k]['value']:.3f} {'ok' if row[k]['passes'] else 'FAILS'}"
+                                        for k in FLOORS))
+    if len(rows) > 1:
+        for key in FLOORS:
+            v = [r[key]["value"] for r in rows]
+            print(f"  {key}: {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} over {len(v)} seeds")
+    print("do nothing:", {k: round(v, 3) for k, v in rows[0]["do_nothing"].items()})
+    out = REPO / "data" / "recipes" / "floors.jsonl"
+    old = out.read_text() if out.is_file() else ""
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(old + "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

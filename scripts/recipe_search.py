@@ -1,0 +1,113 @@
+"""One trial of the teaching-recipe search: train a short run, score it on a selection phantom.
+
+    python scripts/recipe_search.py NAME STEPS [KEY=VALUE ...]
+    python scripts/recipe_search.py --references      # rows for doing nothing and inpainting
+    python scripts/recipe_search.py --score RUN NAME  # score a finished run folder (e.g. a preset's run)
+
+KEY is a training setting (``batch_size``, ``lr``, ``size``, ``beta1``, ``decay_from``), ``method``
+(default ``antgan``) or a method option (``ngf``, ``n_blocks``, ``ndf``, ``lambda_am``,
+``lambda_cc``, ``healthy``, ``am_dilate``, ``use_ac``, ...). The trial starts from the ``cpu``
+preset of the method with ``ngf=16 n_blocks=4 ndf=32 lambda_am=100`` unless overridden, trains on
+the default phantom (seed 0) and is scored with :func:`pseudohealthy_lib.evaluate.evaluate`
+on every slice of the *selection* phantom (seed 7, 20 subjects): a phantom that no test and no
+chapter uses, so choosing a recipe on it does not tune to the book's test data. The line
+appended to ``data/recipes/<method>.jsonl`` holds the settings, the training time, the hardware
+and the scores; chapter 3's section on training on a budget reads that file. One trial at a
+time: two trainings on two cores slow each other down many times over.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pseudohealthy_lib import presets                                    # noqa: E402
+from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
+from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, git_commit, hardware, read_checkpoint  # noqa: E402
+from pseudohealthy_lib.evaluate import compute_references, evaluate, load_model   # noqa: E402
+from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
+
+SELECTION_SEED, SELECTION_SUBJECTS = 7, 20
+TOP = ("batch_size", "lr", "size", "beta1", "decay_from")
+BASE = {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 100.0}
+KEYS = ("psnr_lesion", "ssim_lesion", "psnr_tissue", "identity", "dice_max", "healthiness",
+        "change_healthy", "checkerboard")
+
+
+def parse(value: str):
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value                                # a word, e.g. healthy=twins
+
+
+def main(argv: list[str]) -> dict:
+    name, steps, *pairs = argv
+    method, top, opts = "antgan", {"batch_size": 8, "lr": 2e-4}, dict(BASE)
+    for kv in pairs:
+        k, _, v = kv.partition("=")
+        if k == "method":
+            method = v
+        elif k in TOP:
+            top[k] = parse(v)
+        else:
+            opts[k] = parse(v)
+    cfg = presets.config(method, "cpu", steps=int(steps), log_every=25, ckpt_every=max(int(steps) // 4, 1),
+                         options=opts, **top)
+    trainer = Trainer(cfg, REPO / "runs" / "recipe-search" / name)     # a finished run is only scored
+    trainer.fit()
+    return append(method, score(name, trainer.method, cfg, trainer.wall))
+
+
+def score(name: str, model, cfg, seconds: float) -> dict:
+    """The row of one trained trial: its settings, time and scores on the selection phantom."""
+    res = evaluate(model, selection_data(cfg.size), split="all", segmentor=load_model("segmentor-phantom"))
+    return {"name": name, "method": cfg.method, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "size": cfg.size, "options": cfg.options, "train_seconds": round(seconds),
+            "selection_phantom": {"seed": SELECTION_SEED, "subjects": SELECTION_SUBJECTS},
+            "hardware": hardware(), "git_commit": git_commit(),
+            **{k: res[k] for k in KEYS if isinstance(res.get(k), (int, float))}}
+
+
+def score_run(run: str, name: str) -> dict:
+    """Score a finished run folder (trained by ``train``, e.g. with a preset) as a trial."""
+    state = read_checkpoint(Path(run) / CHECKPOINT)
+    cfg = TrainConfig.from_dict(state["config"])
+    if state["step"] < cfg.steps:
+        raise SystemExit(f"{run}: stopped at step {state['step']} of {cfg.steps}; finish it first")
+    return append(cfg.method, score(name, load_model(run), cfg, state["wall_seconds"]))
+
+
+def selection_data(size: int = 128):
+    return load_prepared(default.phantom_dataset(SELECTION_SUBJECTS, seed=SELECTION_SEED, size=size))
+
+
+def references(method: str = "antgan") -> None:
+    """The reference rows of :func:`pseudohealthy_lib.evaluate.compute_references` on the selection phantom."""
+    refs = compute_references(selection_data(), "all", load_model("segmentor-phantom"))
+    for name in ("do nothing", "inpainting"):
+        append(method, {"name": f"reference: {name}", "selection_phantom": {"seed": SELECTION_SEED,
+                        "subjects": SELECTION_SUBJECTS}, "git_commit": git_commit(),
+                        **{k: refs[name][k] for k in KEYS if isinstance(refs[name].get(k), (int, float))}})
+
+
+def append(method: str, row: dict) -> dict:
+    out = REPO / "data" / "recipes" / f"{method}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.read_text() if out.is_file() else ""
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(old + json.dumps(row) + "\n")
+    print(json.dumps({k: row[k] for k in ("name", *KEYS) if k in row}))
+    return row
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--references"]:
+        references()
+    elif sys.argv[1:2] == ["--score"]:
+        score_run(*sys.argv[2:4])
+    else:
+        main(sys.argv[1:])
