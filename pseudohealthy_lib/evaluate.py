@@ -543,8 +543,8 @@ def hidden_lesion(model, data, split: str = "test", batch_size: int = 16) -> Res
         back = lambda t: model.translate(t, "BA")                                  # noqa: E731
         rec, _ = _run(lambda t: back(model.translate(t, "AB")), x, dev, batch_size)
         from_truth, _ = _run(back, truth, dev, batch_size)
-    per = {"mae_from_output": [M.lesion_fidelity(r, xi, xi, m)["mae"] for r, xi, m in zip(rec, x, masks)],
-           "mae_from_truth": [M.lesion_fidelity(r, xi, xi, m)["mae"] for r, xi, m in zip(from_truth, x, masks)]}
+    per = {key: [M.lesion_fidelity(r, xi, xi, m)["mae"] for r, xi, m in zip(out, x, masks)]
+           for key, out in (("mae_from_output", rec), ("mae_from_truth", from_truth))}
     with np.errstate(divide="ignore", invalid="ignore"):
         per["leak"] = list(1 - np.divide(per["mae_from_output"], per["mae_from_truth"]))
     subjects = data.subjects[idx]
@@ -669,6 +669,7 @@ def recipe_trials(method: str = "antgan"):
     import pandas as pd
 
     from .config import REPO_DIR
+    from .methods import get_method
 
     path = REPO_DIR / "data" / "recipes" / f"{method}.jsonl"
     if not path.is_file():
@@ -676,17 +677,14 @@ def recipe_trials(method: str = "antgan"):
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     refs = [r for r in rows if r["name"].startswith("reference")]
     trials = [r for r in rows if not r["name"].startswith("reference")]
-    from .methods import get_method
-
     defaults = get_method(method).defaults      # options a trial did not set (or that came later) had these
     flat = [{"batch_size": r["batch_size"], "lr": r["lr"], "size": r["size"], **defaults, **r["options"]} for r in trials]
     varying = [k for k in flat[0] if len({json.dumps(f.get(k)) for f in flat}) > 1] if flat else []
-    table = [{"trial": r["name"].removeprefix("reference: "), **{k: "" for k in varying}, "steps": None, "minutes": None,
-              **{k: r.get(k) for k in ("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness")}}
-             for r in refs]
+    scores = ("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness")
+    table = [{"trial": r["name"].removeprefix("reference: "), **{k: "" for k in varying}, "steps": None,
+              "minutes": None, **{k: r.get(k) for k in scores}} for r in refs]
     table += [{"trial": r["name"], **{k: f.get(k) for k in varying}, "steps": r["steps"],
-               "minutes": round(r["train_seconds"] / 60, 1),
-               **{k: r.get(k) for k in ("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness")}}
+               "minutes": round(r["train_seconds"] / 60, 1), **{k: r.get(k) for k in scores}}
               for r, f in zip(trials, flat)]
     return pd.DataFrame(table).set_index("trial")
 
