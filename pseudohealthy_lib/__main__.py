@@ -5,31 +5,7 @@ import argparse
 import sys
 import time
 
-from .utils import DataError, OptionError, exit_on_sigterm
-
-
-def _at_least(minimum: int):
-    """argparse type: a whole number >= ``minimum`` (argparse names the option in its error)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _positive(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+from .utils import DataError, OptionError, arg_at_least as _at_least, exit_on_sigterm
 
 
 def _slice_range(text: str) -> tuple[int | None, int | None]:
@@ -75,98 +51,39 @@ def _prepare(a: argparse.Namespace) -> None:
     print(f"wrote {out}: {len(p)} slices of {a.size}x{a.size}; {p.summary()}")
 
 
-def _value(text: str):
-    """Parse a --set value: true/false (any case), null/none, a JSON number, or a plain string."""
-    import json
-
-    word = text.strip().lower()
-    if word in ("true", "false"):
-        return word == "true"
-    if word in ("null", "none"):
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _options(a: argparse.Namespace, method) -> dict:
-    """The method options of ``train``: the ``--variant``'s, then each ``--set KEY=VALUE``."""
-    options = {}
-    if a.variant is not None:
-        if not method.variants:
-            raise OptionError(f"--variant: {method.name} has no variants (only "
-                              f"{', '.join(m.name for m in _methods().values() if m.variants)} has); use --set")
-        if a.variant not in method.variants:
-            raise OptionError(f"--variant: unknown variant '{a.variant}' of {method.name}; "
-                              f"choose from {', '.join(method.variants)}")
-        options |= method.variants[a.variant]
-    for kv in a.set or []:
-        k, eq, v = kv.partition("=")
-        if not eq or not k.strip():
-            raise OptionError(f"--set {kv}: expected KEY=VALUE, such as generator=unet")
-        options[k.strip()] = _value(v)
-    return options
-
-
-def _methods() -> dict:
-    from .methods import METHODS
-
-    return METHODS
-
-
 def _train(a: argparse.Namespace) -> None:
-    from . import presets, zoo
-    from .engine import Trainer
+    from . import presets, recipes
 
     exit_on_sigterm()
-    if a.data is not None:
-        unused = [f"--{k.replace('_', '-')}" for k in ("size", "subjects", "data_seed") if getattr(a, k) is not None]
-        if unused:
-            raise OptionError(f"{', '.join(unused)} choose{'s' if len(unused) == 1 else ''} the default phantom data; "
-                              f"with --data {a.data} the prepared file decides")
     if a.export is not None and (not a.export.strip() or a.export.startswith(".") or "/" in a.export or "\\" in a.export):
         raise OptionError(f"--export '{a.export}': a zoo name is one plain folder name, such as antgan-lam1")
-    options = _options(a, _methods()[a.method])
-    over = {"options": options}
-    for k in ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed"):
-        if getattr(a, k) is not None:
-            over[k] = getattr(a, k)
-    cfg = presets.config(a.method, a.preset, **over)
-    out = a.out or f"runs/{a.method}-{a.preset}"
-    trainer = Trainer(cfg, out)
-    start = trainer.step
-    trainer.fit()
-    if trainer.rank == 0:
-        print(f"{cfg.method} ({cfg.preset}): step {start} -> {trainer.step} in {out}, "
-              f"{trainer.wall:.0f} s of training in total")
-        if a.export:
-            metrics = zoo.manifest_metrics(trainer.method, trainer.data, trainer.device)
-            d = zoo.export(trainer, a.export, metrics, command="python -m pseudohealthy_lib " + " ".join(a.argv))
-            print(f"exported to {d}: {metrics}")
+    cfg = presets.train_config(a)
+    recipes.train_and_export(cfg, a.out or f"runs/{a.method}-{cfg.preset}", export=a.export,
+              command="python -m pseudohealthy_lib " + " ".join(a.argv))
 
 
 def _zoo(a: argparse.Namespace) -> None:
-    from . import zoo
+    from . import recipes, zoo
 
     if a.train:
-        unknown = [n for n in a.train if n not in zoo.RECIPES and a.train != ["all"]]
+        unknown = [n for n in a.train if n not in recipes.RECIPES and a.train != ["all"]]
         if unknown:
-            raise OptionError(f"--train: no recipe for {', '.join(unknown)}; known: all, {', '.join(zoo.RECIPES)}")
-        zoo.ensure(*(zoo.RECIPES if a.train == ["all"] else a.train))
+            raise OptionError(f"--train: no recipe for {', '.join(unknown)}; known: all, {', '.join(recipes.RECIPES)}")
+        recipes.ensure(*(recipes.RECIPES if a.train == ["all"] else a.train), train=True)
         return
     if a.reevaluate:
         for name in (zoo.available() if a.reevaluate == ["all"] else a.reevaluate):
-            print(f"{name}: {zoo.reevaluate(name)}", flush=True)
+            print(f"{name}: {recipes.reevaluate(name)}", flush=True)
         return
     have = set(zoo.available())
-    for name in dict.fromkeys([*zoo.RECIPES, *sorted(have)]):
+    print(f"zoo: {zoo.zoo_dir()}")
+    for name in dict.fromkeys([*recipes.RECIPES, *sorted(have)]):
         if name in have:
             n = zoo.manifest(name).get("weights_bytes")
             size = f"{n / 1e6:5.1f} MB" if isinstance(n, (int, float)) else "  unknown"
         else:
             size = "  missing"
-        print(f"{name:26s} {size}  train {zoo.RECIPES.get(name, '(no recipe)')}")
+        print(f"{name:26s} {size}  train {recipes.RECIPES.get(name, '(no recipe)')}")
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -256,27 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_prepare)
 
     from .methods import METHODS
-    from .presets import PRESETS
+    from .presets import PRESETS, add_train_arguments
 
     p = sub.add_parser("train", help="train a method (resumes from OUT/checkpoint.pt)",
                        description="Train a method. Methods: " + ", ".join(sorted(METHODS)) +
                        ". Presets: " + ", ".join(PRESETS) + ". Running the same command again resumes.")
-    p.add_argument("method", choices=sorted(METHODS))
-    p.add_argument("--preset", choices=list(PRESETS), default=None, help="default: cpu (fast with PH_FAST=1)")
-    p.add_argument("--data", default=None, help="prepared .npz (default: the phantom dataset, made on first use)")
-    p.add_argument("--steps", type=_at_least(1), default=None)
-    p.add_argument("--batch-size", type=_at_least(1), default=None)
-    p.add_argument("--lr", type=_positive, default=None, help="learning rate (default: the preset's)")
-    p.add_argument("--size", type=_at_least(1), default=None, help="image side for the default phantom data")
-    p.add_argument("--subjects", type=_at_least(1), default=None, help="phantom subjects for the default data")
-    p.add_argument("--data-seed", type=_at_least(0), default=None, help="seed of the default phantom (default 0)")
-    p.add_argument("--seed", type=_at_least(0), default=None)
-    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
-    p.add_argument("--out", default=None, help="run folder (default runs/METHOD-PRESET)")
-    p.add_argument("--variant", default=None,
-                   help="named option set of methods that have them: ANT-GAN's ablation (gan, gan+ac, ..., antgan)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. generator=unet")
-    p.add_argument("--export", default=None, metavar="NAME", help="after training, write data/zoo/NAME")
+    add_train_arguments(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a prepared dataset",

@@ -1,21 +1,27 @@
 """One training engine for every method in the book.
 
-A *method* (``pseudohealthy_lib.methods``) declares its networks, its optimisers, the dataset it
-trains on and one training step. The engine does everything else, the same way for all:
+A *method* (:mod:`pseudohealthy_lib.methods`; the contract is in ``methods/base.py``) declares
+its networks, its optimisers and schedulers, the dataset it trains on and one training step.
+The engine does everything else, the same way for all, and knows no method by name:
 
 * seeding, device choice (CUDA, Apple MPS, CPU) and mixed precision (bf16 where the hardware
   has it, fp16 with gradient scaling on GPUs without bf16 such as Colab's T4);
 * a data order that is a pure function of (seed, step), so that training can stop anywhere
   and resume *exactly*: a resumed run computes the same losses as an uninterrupted one;
-* Adam (lr 2e-4, beta1 0.5) with the CycleGAN schedule: constant, then linear decay to zero;
-* a progress bar with live losses, a loss history, sample images, atomic checkpoints;
+* a :class:`StepContext` for the training step: the step number, the stage of a staged
+  schedule, further batches within a step, autocast, backward (scaled under fp16), optimiser
+  updates with optional gradient clipping;
+* patient-level k-fold cross-validation chosen at training time (``folds``, ``fold``);
+* a validation hook that keeps the best checkpoint; a progress bar with live losses; a loss
+  history appended to ``history.jsonl`` (one row per ``log_every`` steps, the mean of each loss);
+  sample images; atomic checkpoints;
 * data-parallel training on several GPUs (or CPU processes) launched with ``torchrun``: every
-  process trains on its share of each batch and gradients are averaged before each step.
+  process trains on its share of each batch and gradients are averaged before each update.
 
 Typical use (the CLI ``python -m pseudohealthy_lib train`` does exactly this)::
 
     cfg = presets.config("antgan", "cpu")
-    trainer = Trainer(cfg, out="runs/antgan")
+    trainer = Trainer(cfg, "runs/antgan", method=ANTGAN)   # data: the default phantom
     trainer.fit()                     # resumes from runs/antgan/checkpoint.pt if it exists
 """
 from __future__ import annotations
@@ -30,21 +36,27 @@ import platform
 import random
 import subprocess
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from .config import REPO_DIR
 from .utils import DataError, OptionError, at_least, atomic_path, remove_stale_temps, seed_everything
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+HISTORY = "history.jsonl"
 MANIFEST = "manifest.json"
 #: settings a resumed run must share with its checkpoint (``steps`` may change: a run can be extended)
-RESUME_KEYS = ("size", "batch_size", "seed", "lr", "data", "data_seed", "subjects", "amp", "options")
+RESUME_KEYS = ("size", "batch_size", "seed", "lr", "data", "data_seed", "subjects", "amp", "folds", "fold",
+               "clip_grad", "options")
+#: the version of saved configs; configs without one were saved by version 1 (before options
+#: such as ``init`` existed; see ``Method.before``)
+CONFIG_VERSION = 2
 
 
 class TrainingDiverged(DataError):
@@ -74,6 +86,11 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 0          # 0: never
     ckpt_every: int = 200
+    val_every: int = 0             # 0: never; else validate (method.validate) every so many steps
+    clip_grad: float = 0.0         # 0: off; else clip each optimiser's gradient norm to this
+    folds: int = 0                 # 0: the prepared file's split; k >= 2: patient-level k-fold ...
+    fold: int = 0                  # ... and this fold is the test split (see PreparedSlices.with_folds)
+    version: int = CONFIG_VERSION
     options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -83,14 +100,23 @@ class TrainConfig:
         """:class:`~pseudohealthy_lib.utils.OptionError` naming the first setting that cannot work (a count below 1, ...)."""
         for k in ("steps", "batch_size", "size", "log_every", "ckpt_every"):
             at_least(getattr(self, k), k)
-        for k in ("sample_every", "seed", "data_seed"):
+        for k in ("sample_every", "seed", "data_seed", "val_every", "fold"):
             at_least(getattr(self, k), k, 0)
+        at_least(self.version, "version")
+        if self.folds:
+            at_least(self.folds, "folds", 2)
+            if self.fold >= self.folds:
+                raise OptionError(f"fold must be below folds ({self.folds}): folds are numbered 0 to {self.folds - 1}, "
+                                  f"got {self.fold}")
+        elif self.fold:
+            raise OptionError(f"fold {self.fold} needs folds (the number of cross-validation folds, at least 2)")
         if self.subjects is not None:
             at_least(self.subjects, "subjects")
         for k, ok, what in (("lr", lambda v: v > 0, "a positive number"),
                             ("beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
                             ("beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-                            ("decay_from", lambda v: 0 <= v <= 1, "a number in [0, 1]")):
+                            ("decay_from", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+                            ("clip_grad", lambda v: v >= 0, "a number of at least 0 (0: no clipping)")):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
                 raise OptionError(f"{k} must be {what}, got {v!r}")
@@ -102,152 +128,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The config saved as ``d``; one saved before configs had a version is version 1."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{"version": 1, **{k: v for k, v in d.items() if k in names}})
 
 
-# ---------------------------------------------------------------------------------------------
-# pieces every GAN method uses
+def linear_decay(optimizer, steps: int, decay_from: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """CycleGAN's schedule: the learning rate stays constant for the first ``decay_from`` of the
+    ``steps``, then falls linearly to zero."""
+    start = int(decay_from * steps)
 
-
-class ImagePool:
-    """History of generated images for discriminator updates (Shrivastava et al.; CycleGAN).
-
-    Until the pool is full, images go in and come back unchanged. Then each image, with
-    probability 1/2, is swapped with a random stored one: the discriminator sees the
-    current fake or one from up to ``size`` updates ago. Its own random generator makes it
-    reproducible and its state is saved in checkpoints.
-    """
-
-    def __init__(self, size: int = 50, seed: int = 0):
-        self.size, self.images = size, []
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def query(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.size == 0:
-            return batch
-        out = []
-        for img in batch.detach():
-            img = img.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(img.clone())
-                out.append(img)
-            elif torch.rand(1, generator=self.gen).item() < 0.5:
-                k = int(torch.randint(len(self.images), (1,), generator=self.gen))
-                out.append(self.images[k].clone())
-                self.images[k] = img.clone()
-            else:
-                out.append(img)
-        return torch.cat(out)
-
-    def state_dict(self) -> dict:
-        return {"images": [i.cpu() for i in self.images], "gen": self.gen.get_state()}
-
-    def load_state_dict(self, s: dict, device) -> None:
-        self.images = [i.to(device) for i in s["images"]]
-        self.gen.set_state(s["gen"])
-
-
-def set_requires_grad(nets, flag: bool) -> None:
-    for n in nets:
-        for p in n.parameters():
-            p.requires_grad_(flag)
-
-
-def _check_option(method: str, key: str, value, default, choices, bounds) -> None:
-    """:class:`~pseudohealthy_lib.utils.OptionError` unless ``value`` has the type of ``default`` (a bool for a bool, a whole
-    number for an int, any finite number for a float, a string for a string; anything for None),
-    is one of ``choices`` (if given) and lies in the inclusive ``bounds`` (low, high) (if given)."""
-    if choices is not None:
-        if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
-            raise OptionError(f"{method} option {key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
-        return
-    if isinstance(default, bool):
-        ok, what = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, what = isinstance(value, (int, np.integer)) and not isinstance(value, bool), "a whole number"
-    elif isinstance(default, float):
-        ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-              and math.isfinite(value))
-        what = "a finite number"
-    elif isinstance(default, str):
-        ok, what = isinstance(value, str), "a string"
-    else:
-        return                                   # None (or another type): anything goes
-    lo, hi = bounds or (None, None)
-    if lo is not None and hi is not None:
-        what += f" from {lo} to {hi}"
-    elif lo is not None:
-        what += f" of at least {lo}"
-    if not ok or (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise OptionError(f"{method} option {key}: expected {what}, got {value!r}")
-
-
-class Method(nn.Module):
-    """Base class of a method. Subclasses set ``self.nets`` (a ModuleDict) and implement
-    :meth:`dataset`, :meth:`optimizers` and :meth:`training_step`.
-
-    Options (``cfg.options``) are checked against ``defaults``: each must have its default's type
-    (see ``_check_option``), be one of ``choices[key]`` where a method lists them, and lie in
-    ``ranges[key]`` = (low, high), inclusive, None for no bound. ``variants`` are named sets of
-    options (``train --variant``), for methods that have them (ANT-GAN's ablation study).
-    """
-
-    name = "method"
-    defaults: dict = {}
-    choices: dict = {}
-    ranges: dict = {}
-    variants: dict = {}
-
-    def __init__(self, cfg: TrainConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.check_options(cfg.options)
-        self.opt = {**self.defaults, **cfg.options}
-
-    @classmethod
-    def check_options(cls, options: dict) -> None:
-        """:class:`~pseudohealthy_lib.utils.OptionError` naming the first unknown or bad option in ``options``."""
-        if not isinstance(options, dict):
-            raise OptionError(f"{cls.name} options must be a dict (name -> value), got {options!r}")
-        unknown = set(options) - set(cls.defaults)
-        if unknown:
-            raise OptionError(f"unknown options for {cls.name}: {sorted(unknown)}; known: {sorted(cls.defaults)}")
-        for k, v in options.items():
-            _check_option(cls.name, k, v, cls.defaults[k], cls.choices.get(k), cls.ranges.get(k))
-
-    def check_side(self, side: int) -> None:
-        """:class:`~pseudohealthy_lib.utils.OptionError` if images of ``side`` x ``side`` pixels do not suit the networks."""
-
-    def dataset(self, data, split: str):
-        """The torch dataset this method trains on, built from prepared slices ``data``."""
-        raise NotImplementedError
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """The optimisers, by name (the names :meth:`StepContext.step` is called with)."""
-        raise NotImplementedError
-
-    def training_step(self, batch: dict, ctx: "StepContext") -> dict[str, float]:
-        """One optimisation step on ``batch``; returns the losses to log, by name."""
-        raise NotImplementedError
-
-    def samples(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Images to show at sample intervals (name -> (B, 1, H, W) in [-1, 1])."""
-        return {}
-
-    def exported(self) -> list[str]:
-        """Names of the networks a trained model needs at inference (what the zoo ships)."""
-        return list(self.nets)
-
-    def extra_state(self) -> dict:
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
-
-    def adam(self, *nets) -> torch.optim.Adam:
-        params = [p for n in nets for p in n.parameters()]
-        return torch.optim.Adam(params, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2))
+    def factor(s: int) -> float:
+        return 1.0 if s < start else max(0.0, 1 - (s - start) / max(1, steps - start))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,10 +171,30 @@ def pick_precision(device: torch.device, amp: str) -> torch.dtype | None:
 
 
 class StepContext:
-    """What a method's training step uses: autocast, backward and optimiser steps."""
+    """What a method's training step sees and uses.
 
-    def __init__(self, device, dtype, optimizers, scaler, world: int):
+    * ``step`` (0-based, the step being computed), ``total`` (the run's steps) and ``stage`` (the
+      name of the current stage where the method declares ``stages``, else None);
+    * :meth:`next_batch`: another batch within the same step (e.g. a critic trained several
+      times per generator step); which slices it holds is a function of (seed, step, draw);
+    * :meth:`autocast`, :meth:`backward` (scaled under fp16) and :meth:`update` (one optimiser's
+      update: averaged over processes, unscaled and clipped if ``clip_grad``, stepped, zeroed);
+    * ``scaler``: the fp16 gradient scaler or None, for terms such as a gradient penalty that
+      take gradients themselves (scale them with ``ctx.scaler.scale`` before ``autograd.grad``).
+    """
+
+    def __init__(self, device, dtype, optimizers, scaler=None, world: int = 1, clip_grad: float = 0.0,
+                 total: int = 0, draw=None):
         self.device, self.dtype, self.optimizers, self.scaler, self.world = device, dtype, optimizers, scaler, world
+        self.clip_grad, self.total, self._draw = clip_grad, total, draw
+        self.step, self.stage, self.draws = 0, None, 0
+
+    def next_batch(self) -> dict:
+        """Another training batch for this step (the first is the ``batch`` argument)."""
+        if self._draw is None:
+            raise RuntimeError("next_batch: this StepContext has no data (it was not made by a Trainer)")
+        self.draws += 1
+        return self._draw(self.step, self.draws)
 
     def autocast(self):
         if self.dtype is None:
@@ -291,11 +204,13 @@ class StepContext:
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
-    def step(self, name: str) -> None:
-        """Average gradients over processes (if distributed), step optimiser ``name``, zero it."""
+    def update(self, name: str) -> None:
+        """Average gradients over processes (if distributed), clip them (if ``clip_grad``), step
+        optimiser ``name`` and zero its gradients."""
         opt = self.optimizers[name]
+        params = [p for g in opt.param_groups for p in g["params"]]
         if self.world > 1:
-            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            grads = [p.grad for p in params if p.grad is not None]
             flat = torch.cat([g.reshape(-1) for g in grads])
             torch.distributed.all_reduce(flat)
             flat /= self.world
@@ -303,6 +218,10 @@ class StepContext:
             for g in grads:
                 g.copy_(flat[offset:offset + g.numel()].view_as(g))
                 offset += g.numel()
+        if self.clip_grad:
+            if self.scaler:
+                self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, self.clip_grad)
         if self.scaler:
             self.scaler.step(opt)
         else:
@@ -348,21 +267,6 @@ def read_checkpoint(path: str | Path, what: str = "training checkpoint", keys: t
     return s
 
 
-def method_from_config(config: dict, source: str | Path) -> "Method":
-    """The method a saved ``config`` (a checkpoint's or a manifest's) describes, untrained; a
-    :class:`~pseudohealthy_lib.utils.DataError` naming ``source`` if the config is not one this library can build."""
-    from .methods import get_method
-
-    try:
-        if not isinstance(config, dict):
-            raise OptionError(f"config is a {type(config).__name__}, not a dict")
-        return get_method(config.get("method"))(TrainConfig.from_dict(config))
-    except OptionError as e:
-        raise DataError(f"{source}: its config cannot be used: {e}") from None
-    except TypeError as e:              # a missing or unexpected field of TrainConfig
-        raise DataError(f"{source}: its config cannot be used ({e})") from None
-
-
 def load_nets(method: "Method", nets, source: str | Path, names=None) -> None:
     """Load the state dicts ``nets`` (name -> state dict) into ``method.nets`` (all of them, or
     ``names``); a :class:`~pseudohealthy_lib.utils.DataError` naming ``source`` if they are not the networks of that method."""
@@ -387,12 +291,28 @@ def load_nets(method: "Method", nets, source: str | Path, names=None) -> None:
 
 
 class Trainer:
-    """Train ``cfg.method`` into the folder ``out`` (checkpoint, history, samples, manifest)."""
+    """Train a method into the folder ``out`` (checkpoint, history, samples, best checkpoint).
 
-    def __init__(self, cfg: TrainConfig, out: str | Path, data=None, progress: bool = True):
-        from .methods import get_method
+    ``method`` is a method class (built here from ``cfg`` after seeding, so that a run's initial
+    weights depend on ``cfg.seed`` only) or an instance (its own ``cfg`` is used when ``cfg`` is
+    None). ``data`` is prepared slices (:class:`~pseudohealthy_lib.data.PreparedSlices`);
+    None means ``cfg.data``, or the default phantom when that is None too.
+    """
 
+    def __init__(self, cfg: TrainConfig | None, out: str | Path, *, method, data=None, progress: bool = True):
+        if isinstance(method, type):
+            if cfg is None:
+                raise OptionError(f"Trainer: give a TrainConfig to build {method.__name__} from")
+        elif isinstance(method, torch.nn.Module) and hasattr(method, "training_step"):
+            if cfg is not None and cfg.to_dict() != method.cfg.to_dict():
+                raise OptionError("Trainer: the method was built from another config than the one given; "
+                                  "pass cfg=None to use the method's own")
+            cfg = method.cfg
+        else:
+            raise OptionError(f"Trainer: method must be a method class or instance, got {method!r}")
         cfg.check()
+        if method.name != cfg.method:
+            raise OptionError(f"Trainer: the config is for method {cfg.method!r}, the method is {method.name!r}")
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         if self.out.exists() and not self.out.is_dir():
             raise DataError(f"{self.out}: is a file; the run folder (--out) must be a folder")
@@ -405,7 +325,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.dtype = pick_precision(self.device, cfg.amp)
         seed_everything(cfg.seed)
-        self.method = get_method(cfg.method)(cfg).to(self.device)
+        self.method = (method(cfg) if isinstance(method, type) else method).to(self.device)
         cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and self.device.type == "cuda")
         self.memory_format = torch.channels_last if cl else torch.contiguous_format
         self.method.to(memory_format=self.memory_format)
@@ -420,6 +340,8 @@ class Trainer:
             self._check_side(cfg.size, source)          # before the phantom is made
         self.data = data if data is not None else self._load_data()
         self._check_side(self.data.images.shape[-1], source)
+        if cfg.folds:
+            self.data = self.data.with_folds(cfg.folds, cfg.fold)
         try:
             self.dataset = self.method.dataset(self.data, "train")
         except DataError as e:
@@ -428,19 +350,22 @@ class Trainer:
             raise DataError(f"{source}: {e}") from e
         if len(self.dataset) == 0:
             raise DataError(f"{source}: no training slices for {cfg.method}")
+        if cfg.val_every and "val" not in set(self.data.split.tolist()):
+            raise OptionError(f"val_every={cfg.val_every}: {source} has no validation split")
         self.optimizers = self.method.optimizers()
-        decay_start = int(cfg.decay_from * cfg.steps)
-        lam = lambda s: 1.0 if s < decay_start else max(0.0, 1 - (s - decay_start) / max(1, cfg.steps - decay_start))  # noqa: E731
-        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, lam) for k, o in self.optimizers.items()}
+        self.schedulers = self.method.schedulers(self.optimizers)
         use_scaler = self.dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.step, self.history, self.wall = 0, [], 0.0
+        self.best = None                                 # {"step", "score"} of best.pt
         self.saved_step = None                           # step of the last checkpoint written or loaded
         self._perm = (-1, None)                          # (epoch, permutation) of the data order
         if self.rank == 0:
             remove_stale_temps(self.out)                 # what a killed run was writing
         if (self.out / CHECKPOINT).is_file():
             self._load(self.out / CHECKPOINT)
+        elif self.rank == 0:
+            (self.out / HISTORY).unlink(missing_ok=True)  # rows of a run killed before its first checkpoint
 
     # -- data
     def _check_side(self, side: int, source: str) -> None:
@@ -470,12 +395,29 @@ class Trainer:
             out.append(int(self._perm[1][pos]))
         return out[self.rank::self.world]
 
-    def _batch(self, step: int) -> dict:
-        items = [self.dataset[i] for i in self._batch_indices(step)]
+    def _collate(self, indices: list[int]) -> dict:
+        items = [self.dataset[i] for i in indices]
         batch = {k: torch.stack([it[k] for it in items]) if torch.is_tensor(items[0][k]) else torch.tensor([it[k] for it in items])
                  for k in items[0]}
         return {k: (v.to(self.device, memory_format=self.memory_format) if v.dim() == 4 else v.to(self.device))
                 for k, v in batch.items()}
+
+    def _batch(self, step: int) -> dict:
+        return self._collate(self._batch_indices(step))
+
+    def _extra_batch(self, step: int, draw: int) -> dict:
+        """Batch ``draw`` (1, 2, ...) within step ``step``: random slices, a function of (seed, step, draw)."""
+        n, b = len(self.dataset), self.cfg.batch_size * self.world
+        g = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 1_009 + draw)
+        idx = torch.randint(n, (b,), generator=g).tolist()
+        return self._collate(idx[self.rank::self.world])
+
+    def stage_of(self, step: int) -> str | None:
+        """The stage of the method's staged schedule that step ``step`` (0-based) belongs to."""
+        for name, end in self.method.stages:
+            if step < end * self.cfg.steps:
+                return name
+        return self.method.stages[-1][0] if self.method.stages else None
 
     # -- training
     def fit(self, steps: int | None = None) -> list[dict]:
@@ -483,7 +425,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         end = min(steps or self.cfg.steps, self.cfg.steps)
-        ctx = StepContext(self.device, self.dtype, self.optimizers, self.scaler, self.world)
+        ctx = StepContext(self.device, self.dtype, self.optimizers, self.scaler, self.world,
+                          self.cfg.clip_grad, self.cfg.steps, self._extra_batch)
         self.method.train()
         pending: list = []
         bar = tqdm(total=end, initial=self.step, desc=self.cfg.method, unit="step",
@@ -492,18 +435,22 @@ class Trainer:
         try:
             while self.step < end:
                 batch = self._batch(self.step)
+                ctx.step, ctx.stage, ctx.draws = self.step, self.stage_of(self.step), 0
                 losses = self.method.training_step(batch, ctx)
                 if self.scaler:
                     self.scaler.update()
-                for s in self.schedulers.values():
-                    s.step()
+                with warnings.catch_warnings():          # an optimiser idle in this stage still follows its schedule
+                    warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before")
+                    for s in self.schedulers.values():
+                        s.step()
                 self.step += 1
                 pending.append((self.step, losses))          # tensors: no device sync in the hot loop
                 save = self.step % self.cfg.ckpt_every == 0 or self.step == end
                 if save or self.step % self.cfg.log_every == 0:   # every checkpoint follows a (finite) flush
-                    self._flush(pending)
-                    recent = self.history[-self.cfg.log_every:]
-                    bar.set_postfix({k: f"{np.mean([h[k] for h in recent]):.3f}" for k in losses}, refresh=False)
+                    row = self._flush(pending)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k != "step"}, refresh=False)
+                if self.cfg.val_every and (self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps):
+                    self._validate()
                 bar.update()
                 if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.rank == 0:
                     self.save_samples(batch)
@@ -515,44 +462,81 @@ class Trainer:
             bar.close()
         return self.history
 
-    def _flush(self, pending: list) -> None:
-        """Move the pending losses into the history as floats (one device sync for all).
+    def _flush(self, pending: list) -> dict:
+        """Turn the pending per-step losses into one history row (the mean of each loss over the
+        steps since the last row), with one device sync for all; append it to ``history.jsonl``.
 
-        Raises :class:`TrainingDiverged` (and keeps them out of the history) if any is NaN or
-        infinite, on this process or, in distributed training, on any other.
+        Raises :class:`TrainingDiverged` (and keeps the row out of the history) if any loss is
+        NaN or infinite, on this process or, in distributed training, on any other.
         """
-        if pending:
-            keys = list(pending[0][1])
-            values = torch.stack([torch.stack([torch.as_tensor(l[k], dtype=torch.float32, device=self.device)
-                                               for k in keys]) for _, l in pending])
-            rows = [{"step": st, **dict(zip(keys, v))} for (st, _), v in zip(pending, values.tolist())]
-            steps = (pending[0][0], pending[-1][0])
-            pending.clear()
-            bad = [r for r in rows if not all(math.isfinite(r[k]) for k in keys)]
-            diverged = bool(bad)
-            if self.world > 1:                           # every process stops, or none
-                flag = torch.tensor([float(diverged)], device=self.device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                diverged = bool(flag.item())
-            if diverged:
-                self._diverged(bad, keys, steps)
-            self.history += rows
+        if not pending:
+            return {}
+        names = [(st, k) for st, losses in pending for k in losses]
+        values = [torch.as_tensor(v, dtype=torch.float32, device=self.device).reshape(())
+                  for _, losses in pending for v in losses.values()]
+        flat = torch.stack(values).tolist() if values else []
+        steps = (pending[0][0], pending[-1][0])
+        pending.clear()
+        bad = sorted({(st, k) for (st, k), v in zip(names, flat) if not math.isfinite(v)})
+        diverged = bool(bad)
+        if self.world > 1:                               # every process stops, or none
+            flag = torch.tensor([float(diverged)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            diverged = bool(flag.item())
+        if diverged:
+            self._diverged(bad, steps)
+        sums: dict[str, list] = {}
+        for (_, k), v in zip(names, flat):
+            sums.setdefault(k, []).append(v)
+        row = {"step": steps[1], **{k: sum(v) / len(v) for k, v in sums.items()}}
+        self._append(row)
+        return row
 
-    def _diverged(self, bad: list[dict], keys: list[str], steps: tuple[int, int]):
-        where = f"at step {bad[0]['step']}" if bad else "on another process"
+    def _append(self, row: dict) -> None:
+        self.history.append(row)
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / HISTORY, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def _diverged(self, bad: list[tuple[int, str]], steps: tuple[int, int]):
+        where = f"at step {bad[0][0]}" if bad else "on another process"
         if steps[0] != steps[1] or not bad:
-            where += f" (steps {steps[0]}-{steps[1]} were logged together)"
-        names = sorted({k for r in bad for k in keys if not math.isfinite(r[k])})
+            where += f" (steps {steps[0]}-{steps[1]} were checked together)"
+        names = sorted({k for _, k in bad})
         kept = (f"the last good checkpoint, step {self.saved_step}, is kept in {self.out / CHECKPOINT}"
                 if self.saved_step is not None else f"no checkpoint was written to {self.out}")
         raise TrainingDiverged(
             f"{self.out}: training diverged: non-finite loss {where}"
             + (f" in {', '.join(names)}" if names else "") + f"; {kept}. "
-            "Train again into another --out folder with a lower --lr or other options")
+            "Train again into another --out folder with a lower --lr, --set clip_grad or other options")
+
+    def _validate(self) -> None:
+        """Run the method's validation, log it (keys ``val_*``) and keep the best checkpoint."""
+        self.method.eval()
+        try:
+            with torch.no_grad(), StepContext(self.device, self.dtype, {}).autocast():
+                scores = self.method.validate(self.data, "val")
+        finally:
+            self.method.train()
+        self._append({"step": self.step, **{f"val_{k}": float(v) for k, v in scores.items()}})
+        key = self.method.val_metric
+        if key is None:
+            return
+        if key not in scores:
+            raise OptionError(f"{self.method.name}.validate() returned no {key!r} (it has {sorted(scores)})")
+        score = float(scores[key])
+        if self.best is None or score > self.best["score"]:
+            self.best = {"step": self.step, "score": score, "metric": key}
+            if self.rank == 0:
+                with atomic_path(self.out / BEST) as tmp:
+                    torch.save({"config": self.cfg.to_dict(), "best": self.best,
+                                "nets": {k: v.state_dict() for k, v in self.method.nets.items()}}, tmp)
 
     # -- checkpoints
     def save(self) -> None:
-        """Write the checkpoint atomically (rank 0 only)."""
+        """Write the checkpoint atomically (rank 0 only). The history is appended as it is
+        logged; the checkpoint records how many rows of it belong to this state."""
         if self.rank != 0:
             return
         state = {
@@ -564,27 +548,45 @@ class Trainer:
             "extra": self.method.extra_state(),
             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "history": self.history, "precision": str(self.dtype),
+            "history_rows": len(self.history), "best": self.best, "precision": str(self.dtype),
         }
-        # the history first: a run killed between the two files resumes from the older checkpoint
-        # and writes both again, so a finished run's history.json is never behind its checkpoint
-        with atomic_path(self.out / "history.json") as tmp:
-            tmp.write_text(json.dumps(self.history))
         with atomic_path(self.out / CHECKPOINT) as tmp:
             torch.save(state, tmp)
         self.saved_step = self.step
+
+    def _read_history(self, path: Path, s: dict) -> list[dict]:
+        """The history rows that belong to checkpoint ``s``: the first ``history_rows`` rows of
+        ``history.jsonl`` (a run killed after its checkpoint may have appended more, and a kill
+        mid-write may have left half a line); the file is cut back to them."""
+        if "history_rows" not in s:                      # saved before history.jsonl (version 1)
+            rows = s.get("history") or []
+        else:
+            lines = (self.out / HISTORY).read_text().splitlines() if (self.out / HISTORY).is_file() else []
+            n = s["history_rows"]
+            try:
+                rows = [json.loads(line) for line in lines[:n]]
+            except json.JSONDecodeError as e:
+                raise DataError(f"{self.out / HISTORY}: damaged loss history ({e}); delete the run folder to start again") from None
+            if len(rows) < n:
+                raise DataError(f"{self.out / HISTORY}: has {len(rows)} rows, the checkpoint {path} expects {n}; "
+                                "delete the run folder to start again")
+        if self.rank == 0:
+            with atomic_path(self.out / HISTORY) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return rows
 
     def _differences(self, theirs: dict, precision) -> tuple[list[str], list[str]]:
         """The settings (of :data:`RESUME_KEYS`) in which a checkpoint's config differs from ours,
         and for each a line with both values."""
         mine = self.cfg.to_dict()
-        theirs = {**TrainConfig(method=self.cfg.method).to_dict(), **theirs}   # fields added since: defaults
-        defaults = self.method.defaults
+        theirs = TrainConfig.from_dict({"method": self.cfg.method, **theirs}).to_dict()   # fields added since: defaults
         keys, out = [], []
         for k in RESUME_KEYS:
             a, b = theirs.get(k), mine[k]
             if k == "options":
-                a, b = {**defaults, **(a if isinstance(a, dict) else {})}, {**defaults, **b}
+                resolve = self.method.resolve_options
+                a = resolve(a if isinstance(a, dict) else {}, theirs["version"])
+                b = resolve(b, mine["version"])
                 if a != b:
                     keys.append(k)
                     out += [f"option {o}: {a.get(o)!r} there, {b.get(o)!r} now" for o in sorted(set(a) | set(b))
@@ -601,7 +603,7 @@ class Trainer:
         return keys, out
 
     def _load(self, path: Path) -> None:
-        s = read_checkpoint(path, keys=("config", "step", "nets", "optimizers", "schedulers", "extra", "rng", "history"),
+        s = read_checkpoint(path, keys=("config", "step", "nets", "optimizers", "schedulers", "extra", "rng"),
                             map_location=self.device)
         if s["config"]["method"] != self.cfg.method:
             raise OptionError(f"{path}: checkpoint is a '{s['config']['method']}' run, not '{self.cfg.method}'; "
@@ -630,14 +632,15 @@ class Trainer:
                 torch.cuda.set_rng_state_all([r.cpu() for r in s["rng"]["cuda"]])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise DataError(f"{path}: damaged checkpoint: cannot restore the training state ({_reason(e)})") from None
-        self.step, self.wall, self.history = s["step"], float(s.get("wall_seconds", 0.0)), s["history"]
+        self.history = self._read_history(path, s)
+        self.step, self.wall, self.best = s["step"], float(s.get("wall_seconds", 0.0)), s.get("best")
         self.saved_step = self.step
 
     def save_samples(self, batch: dict) -> Path:
         import matplotlib.pyplot as plt
 
         self.method.eval()
-        with torch.no_grad(), StepContext(self.device, self.dtype, {}, None, 1).autocast():
+        with torch.no_grad(), StepContext(self.device, self.dtype, {}).autocast():
             imgs = self.method.samples(batch)
         self.method.train()
         n = min(4, len(next(iter(imgs.values()))))
@@ -652,6 +655,12 @@ class Trainer:
         fig.savefig(path, dpi=80, bbox_inches="tight")
         plt.close(fig)
         return path
+
+
+def read_history(out: str | Path) -> list[dict]:
+    """The loss history of the run folder ``out`` (``history.jsonl``: one JSON object per line)."""
+    path = Path(out) / HISTORY
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def hardware() -> dict:

@@ -37,7 +37,9 @@ import numpy as np
 import torch
 
 from . import metrics as M
+from . import zoo
 from .data import preprocess as pp
+from .zoo import load_model
 
 #: Per-slice metrics of a translator (pathological slices unless said otherwise).
 TRANSLATOR_KEYS = {
@@ -113,8 +115,13 @@ class DoNothing(torch.nn.Module):
 
 
 def kind_of(model) -> str:
-    """``'mask translator'``, ``'translator'``, ``'segmentor'`` or ``'classifier'``."""
-    if hasattr(model, "translate"):
+    """``'mask translator'``, ``'translator'``, ``'segmentor'`` or ``'classifier'``: a method's
+    declared ``kind``, else what the object can do (``translate``, ``predict``, ``classify``, or
+    a plain function, taken as a translator)."""
+    kind = getattr(model, "kind", None)
+    if kind in ("segmentor", "classifier"):
+        return kind
+    if kind == "translator" or hasattr(model, "translate"):
         opt = getattr(model, "opt", {}) or {}
         return "mask translator" if opt.get("domain_b") == "mask" else "translator"
     if hasattr(model, "predict"):
@@ -125,32 +132,6 @@ def kind_of(model) -> str:
         return "translator"
     raise TypeError(f"cannot evaluate {type(model).__name__}: it has no translate, predict or classify "
                     "method and is not a function")
-
-
-def load_model(spec, device: str | torch.device = "cpu"):
-    """A trained model from a zoo name, a run folder or a checkpoint file (in eval mode).
-
-    A file that is truncated, garbage, not a training checkpoint or holds weights that do not fit
-    its config raises :class:`~pseudohealthy_lib.utils.DataError` naming the file.
-    """
-    from . import zoo
-    from .engine import CHECKPOINT, load_nets, method_from_config, read_checkpoint
-
-    if not isinstance(spec, (str, Path)):
-        return spec
-    path = Path(spec)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if path.is_file():
-        s = read_checkpoint(path)
-        method = method_from_config(s["config"], path)
-        load_nets(method, s["nets"], path)
-        method.manifest = None
-        return method.to(device).eval()
-    if str(spec) in zoo.available():
-        return zoo.load_pretrained(str(spec), device)
-    raise FileNotFoundError(f"{spec}: neither a checkpoint, a run folder nor a zoo model "
-                            f"(zoo {zoo.zoo_dir()}: {', '.join(zoo.available()) or 'empty'})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,12 +603,21 @@ def reference_rows(result: dict) -> dict:
     return {labels.get(k, k): v for k, v in result.get("references", {}).items()}
 
 
+def manifest_metrics(model, data, device="cpu") -> dict:
+    """What a manifest stores as ``metrics``: :func:`~pseudohealthy_lib.evaluate.evaluate` on the
+    test split of ``data`` (translators judged by the zoo's ``segmentor-phantom`` when it is there), as JSON,
+    without the per-metric uncertainty."""
+    judge = zoo.load_pretrained(zoo.SEGMENTOR, device) if (
+        getattr(model, "pseudo_healthy", False) and zoo.SEGMENTOR in zoo.available()) else None
+    res = to_json(evaluate(model, data, "test", segmentor=judge))
+    res.pop("uncertainty", None)
+    return res
+
+
 def metrics_table(models: dict[str, str], columns=None, extra_rows: dict | None = None):
     """A pandas table of the test metrics recorded in zoo manifests (written by ``train`` or
     ``zoo --reevaluate`` through :func:`evaluate`). ``models`` maps zoo name -> row label;
     ``extra_rows`` (label -> metrics) come first. Missing zoo models are an error."""
-    from . import zoo
-
     missing = [n for n in models if n not in zoo.available()]
     if missing:
         raise FileNotFoundError(f"not in the zoo ({zoo.zoo_dir()}): {', '.join(missing)}; "
@@ -660,7 +650,7 @@ def check_floors(result: dict, nothing: dict | None = None):
 
 
 def recipe_trials(method: str = "antgan"):
-    """The recorded trials of a teaching-recipe search (``data/recipes/METHOD.jsonl``, written by
+    """The recorded trials of a teaching-recipe search (``pseudohealthy_lib/records/METHOD.jsonl``, written by
     ``scripts/recipe_search.py``) as a pandas table: one row per trial, the settings that differ
     between trials, the minutes of training and the scores on the selection phantom. Reference
     rows (doing nothing, inpainting) come first."""
@@ -668,10 +658,10 @@ def recipe_trials(method: str = "antgan"):
 
     import pandas as pd
 
-    from .config import REPO_DIR
+    from .config import RECORDS_DIR
     from .methods import get_method
 
-    path = REPO_DIR / "data" / "recipes" / f"{method}.jsonl"
+    path = RECORDS_DIR / f"{method}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no recorded recipe search for {method}")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -14,20 +14,24 @@ paper    the paper's own size, batch and iterations   240x240 (ANT-GAN) / 256x25
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
+import json
 
 from .config import fast_mode
 from .engine import TrainConfig
-from .utils import OptionError
+from .utils import OptionError, arg_at_least, arg_number
 
 PRESETS = {
     "fast": {"steps": 6, "batch_size": 2, "size": 64, "log_every": 2, "ckpt_every": 3,
              "options": {"ngf": 8, "n_blocks": 1, "ndf": 8, "unet_downs": 6}},
+    # cpu and sweep keep PyTorch's initialisation: the shipped models and the recipe search were
+    # trained with it (the reference N(0, 0.02) is the methods' default, used by colab and paper)
     "cpu": {"steps": 1500, "batch_size": 4, "size": 128, "log_every": 10, "ckpt_every": 250,
-            "options": {"ngf": 32, "n_blocks": 6, "ndf": 32, "unet_downs": 7}},
+            "options": {"ngf": 32, "n_blocks": 6, "ndf": 32, "unet_downs": 7, "init": "pytorch"}},
     "sweep": {"steps": 1200, "batch_size": 4, "size": 128, "log_every": 10, "ckpt_every": 300,
-              "options": {"ngf": 16, "n_blocks": 4, "ndf": 16, "unet_downs": 7}},
+              "options": {"ngf": 16, "n_blocks": 4, "ndf": 16, "unet_downs": 7, "init": "pytorch"}},
     "colab": {"steps": 20000, "batch_size": 4, "size": 128, "log_every": 50, "ckpt_every": 1000,
               "sample_every": 1000, "options": {"ngf": 64, "n_blocks": 9, "ndf": 64, "unet_downs": 7}},
     "paper": {"steps": 300000, "batch_size": 1, "size": 240, "log_every": 100, "ckpt_every": 5000,
@@ -40,7 +44,10 @@ METHOD_PRESETS = {
     # It gives no image size (256 is our choice: an 8-level U-Net reaches 1x1) and describes its
     # discriminator only as four leaky-ReLU conv layers; we keep ANT-GAN's PatchGAN
     ("cyclegan", "paper"): {"steps": 20 * 765, "size": 256, "options": {"unet_downs": 8}},
-    # ANT-GAN's teaching recipe, from the measured search in data/recipes/antgan.jsonl (chapter 3):
+    # the shipped U-Net CycleGAN was trained with pix2pix's 50 % dropout (the reference CycleGAN,
+    # and so the default, has none); the ResNet generator has no dropout either way
+    ("cyclegan", "cpu"): {"options": {"dropout": 0.5}},
+    # ANT-GAN's teaching recipe, from the measured search in pseudohealthy_lib/records/antgan.jsonl (chapter 3):
     # a narrow generator, a wider critic, a high learning rate and many small batches
     ("antgan", "cpu"): {"steps": 3600, "batch_size": 4, "lr": 1e-3, "ckpt_every": 600,
                         "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 1000.0, "am_dilate": 2}},
@@ -75,3 +82,90 @@ def config(method: str, preset: str | None = None, **overrides) -> TrainConfig:
         d["options"] = {**d.get("options", {}), **src.pop("options", {})}
         d.update(src)
     return TrainConfig(method=method, preset=preset, **d)
+
+
+# ---------------------------------------------------------------------------------------------
+# the arguments of ``train``: shared by the command line and the zoo's recipes
+
+
+def parse_value(text: str):
+    """A ``--set`` value: true/false (any case), null/none, a JSON number, or a plain string.
+    The method then checks it against the type of its default (``use_ac=maybe`` is refused)."""
+    word = text.strip().lower()
+    if word in ("true", "false"):
+        return word == "true"
+    if word in ("null", "none"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def method_options(method, variant: str | None, sets: list[str] | None) -> dict:
+    """The options of ``train``: those of the ``variant`` (methods that have variants), then each
+    ``KEY=VALUE`` of ``sets`` (checked when the method is built)."""
+    from .methods import REGISTRY
+
+    options = {}
+    if variant is not None:
+        if not method.variants:
+            raise OptionError(f"--variant: {method.name} has no variants (only "
+                              f"{', '.join(m.name for m in REGISTRY.values() if m.variants)} has); use --set")
+        if variant not in method.variants:
+            raise OptionError(f"--variant: unknown variant '{variant}' of {method.name}; "
+                              f"choose from {', '.join(method.variants)}")
+        options |= method.variants[variant]
+    for kv in sets or []:
+        k, eq, v = kv.partition("=")
+        if not eq or not k.strip():
+            raise OptionError(f"--set {kv}: expected KEY=VALUE, such as generator=unet")
+        options[k.strip()] = parse_value(v)
+    return options
+
+
+#: ``train`` arguments that override a preset's setting of the same name
+TRAIN_SETTINGS = ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed", "folds", "fold",
+                  "val_every", "clip_grad")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``python -m pseudohealthy_lib train`` (also how the zoo reads its recipes)."""
+    from .methods import REGISTRY
+
+    p.add_argument("method", choices=sorted(REGISTRY))
+    p.add_argument("--preset", choices=list(PRESETS), default=None, help="default: cpu (fast with PH_FAST=1)")
+    p.add_argument("--data", default=None, help="prepared .npz (default: the phantom dataset, made on first use)")
+    p.add_argument("--steps", type=arg_at_least(1), default=None)
+    p.add_argument("--batch-size", type=arg_at_least(1), default=None)
+    p.add_argument("--lr", type=arg_number(), default=None, help="learning rate (default: the preset's)")
+    p.add_argument("--size", type=arg_at_least(1), default=None, help="image side for the default phantom data")
+    p.add_argument("--subjects", type=arg_at_least(1), default=None, help="phantom subjects for the default data")
+    p.add_argument("--data-seed", type=arg_at_least(0), default=None, help="seed of the default phantom (default 0)")
+    p.add_argument("--seed", type=arg_at_least(0), default=None)
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
+    p.add_argument("--folds", type=arg_at_least(2), default=None,
+                   help="patient-level k-fold cross-validation over the whole file (default: the file's split)")
+    p.add_argument("--fold", type=arg_at_least(0), default=None, help="with --folds: the fold held out for testing")
+    p.add_argument("--val-every", type=arg_at_least(0), default=None,
+                   help="validate every N steps and keep the best weights in OUT/best.pt (methods with validate())")
+    p.add_argument("--clip-grad", type=arg_number(0, strict=False), default=None, help="clip gradient norms (0: off)")
+    p.add_argument("--out", default=None, help="run folder (default runs/METHOD-PRESET)")
+    p.add_argument("--variant", default=None,
+                   help="named option set of methods that have them: ANT-GAN's ablation (gan, gan+ac, ..., antgan)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. generator=unet")
+    p.add_argument("--export", default=None, metavar="NAME", help="after training, write the zoo model NAME")
+
+
+def train_config(a: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that parsed ``train`` arguments ``a`` ask for."""
+    from .methods import get_method
+
+    if a.data is not None:
+        unused = [f"--{k.replace('_', '-')}" for k in ("size", "subjects", "data_seed") if getattr(a, k) is not None]
+        if unused:
+            raise OptionError(f"{', '.join(unused)} choose{'s' if len(unused) == 1 else ''} the default phantom data; "
+                              f"with --data {a.data} the prepared file decides")
+    over = {"options": method_options(get_method(a.method), a.variant, a.set)}
+    over |= {k: getattr(a, k) for k in TRAIN_SETTINGS if getattr(a, k) is not None}
+    return config(a.method, a.preset, **over)

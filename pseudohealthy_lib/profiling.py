@@ -28,23 +28,20 @@ def activation_bytes(fn) -> int:
 
 def training_cost(cfg: TrainConfig, steps: int = 3) -> dict:
     """Seconds per training step, parameters and saved-activation memory of ``cfg``'s method,
-    on random images of ``cfg.size`` (no data needed)."""
+    on random images of ``cfg.size`` (no data needed; the method's ``example_batch``).
+
+    ``activation_mb`` is what autograd saves during one whole training step, all networks
+    together (for a GAN: the generators' forward pass and the discriminators'); the parameters
+    counted are those of the networks used at inference (``exported()``: a GAN's generators).
+    """
     from .methods import get_method
 
     dev = pick_device()
     method = get_method(cfg.method)(cfg).to(dev)
     dtype = pick_precision(dev, cfg.amp)
-    ctx = StepContext(dev, dtype, method.optimizers(), None, 1)
-    b, s = cfg.batch_size, cfg.size
-    batch = {"A": torch.rand(b, 1, s, s, device=dev) * 2 - 1, "B": torch.rand(b, 1, s, s, device=dev) * 2 - 1,
-             "A_mask": torch.zeros(b, 1, s, s, device=dev)}
-
-    def forward_losses():
-        with ctx.autocast():
-            return sum(method.generator_losses(batch, method(batch)).values())
-
-    act = activation_bytes(forward_losses)
-    method.training_step(batch, ctx)                  # warm-up
+    ctx = StepContext(dev, dtype, method.optimizers())
+    batch = method.example_batch(cfg.batch_size, cfg.size, dev)
+    act = activation_bytes(lambda: method.training_step(batch, ctx))      # also the warm-up
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -52,7 +49,6 @@ def training_cost(cfg: TrainConfig, steps: int = 3) -> dict:
         method.training_step(batch, ctx)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    gens = [k for k in method.nets if k.startswith("G")]
     return {"seconds_per_step": (time.perf_counter() - t0) / steps,
-            "generator_params": sum(p.numel() for k in gens for p in method.nets[k].parameters()),
+            "generator_params": sum(p.numel() for k in method.exported() for p in method.nets[k].parameters()),
             "activation_mb": act / 2**20}

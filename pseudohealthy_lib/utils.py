@@ -36,6 +36,38 @@ def at_least(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def arg_at_least(minimum: int):
+    """An argparse ``type``: a whole number >= ``minimum`` (argparse names the option in its error)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def arg_number(minimum: float = 0.0, strict: bool = True):
+    """An argparse ``type``: a finite number above ``minimum`` (``strict``) or at least ``minimum``."""
+    import argparse
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        if not (value > minimum if strict else value >= minimum) or value == float("inf"):
+            what = "a positive number" if strict and minimum == 0 else \
+                f"a finite number {'above' if strict else 'of at least'} {minimum:g}"
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    return parse
+
+
 # temporary files of atomic_path: .<name>.<pid>-<token>.tmp<suffixes>
 _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.tmp(\.[^/]*)?$")
 

@@ -34,7 +34,7 @@ CONFIGS = [  # name, batch, amp, channels_last
 
 def reference_step(nets, opts, pools, real_a, real_b, lam=10.0):
     """One CycleGAN iteration in the style of the reference implementation (fp32, NCHW)."""
-    from pseudohealthy_lib.engine import set_requires_grad
+    from pseudohealthy_lib.methods.base import set_requires_grad
 
     g_ab, g_ba, d_a, d_b = nets["G_AB"], nets["G_BA"], nets["D_A"], nets["D_B"]
     fake_b = g_ab(real_a)

@@ -7,7 +7,7 @@ by one, then summarised as mean and standard deviation. The phantom is generated
 that no test, no chapter and no recipe trial uses (2026 by default), and every slice of it is
 scored. The floors are :data:`pseudohealthy_lib.evaluate.FLOORS`.
 
-The results are appended to ``data/recipes/floors.jsonl``.
+The results are appended to ``pseudohealthy_lib/records/floors.jsonl``.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def main(argv=None) -> list[dict]:
             v = [r[key]["value"] for r in rows]
             print(f"  {key}: {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} over {len(v)} seeds")
     print("do nothing:", {k: round(v, 3) for k, v in rows[0]["do_nothing"].items()})
-    out = REPO / "data" / "recipes" / "floors.jsonl"
+    out = REPO / "pseudohealthy_lib" / "records" / "floors.jsonl"
     old = out.read_text() if out.is_file() else ""
     with atomic_path(out) as tmp:
         Path(tmp).write_text(old + "".join(json.dumps(r) + "\n" for r in rows))

@@ -11,7 +11,7 @@ preset of the method with ``ngf=16 n_blocks=4 ndf=32 lambda_am=100`` unless over
 the default phantom (seed 0) and is scored with :func:`pseudohealthy_lib.evaluate.evaluate`
 on every slice of the *selection* phantom (seed 7, 20 subjects): a phantom that no test and no
 chapter uses, so choosing a recipe on it does not tune to the book's test data. The line
-appended to ``data/recipes/<method>.jsonl`` holds the settings, the training time, the hardware
+appended to ``pseudohealthy_lib/records/<method>.jsonl`` holds the settings, the training time, the hardware
 and the scores; chapter 3's section on training on a budget reads that file. One trial at a
 time: two trainings on two cores slow each other down many times over.
 """
@@ -28,6 +28,7 @@ from pseudohealthy_lib import presets                                    # noqa:
 from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
 from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, git_commit, hardware, read_checkpoint  # noqa: E402
 from pseudohealthy_lib.evaluate import compute_references, evaluate, load_model   # noqa: E402
+from pseudohealthy_lib.methods import get_method                          # noqa: E402
 from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
 
 SELECTION_SEED, SELECTION_SUBJECTS = 7, 20
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> dict:
             opts[k] = parse(v)
     cfg = presets.config(method, "cpu", steps=int(steps), log_every=25, ckpt_every=max(int(steps) // 4, 1),
                          options=opts, **top)
-    trainer = Trainer(cfg, REPO / "runs" / "recipe-search" / name)     # a finished run is only scored
+    trainer = Trainer(cfg, REPO / "runs" / "recipe-search" / name, method=get_method(cfg.method))     # a finished run is only scored
     trainer.fit()
     return append(method, score(name, trainer.method, cfg, trainer.wall))
 
@@ -95,7 +96,7 @@ def references(method: str = "antgan") -> None:
 
 
 def append(method: str, row: dict) -> dict:
-    out = REPO / "data" / "recipes" / f"{method}.jsonl"
+    out = REPO / "pseudohealthy_lib" / "records" / f"{method}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     old = out.read_text() if out.is_file() else ""
     with atomic_path(out) as tmp:

@@ -6,6 +6,13 @@ import re
 from pathlib import Path
 
 from pseudohealthy_lib.__main__ import main
+from pseudohealthy_lib.engine import Trainer
+from pseudohealthy_lib.methods import get_method
+
+
+def trainer(cfg, out, **kw) -> Trainer:
+    """A Trainer for ``cfg``'s registered method (what the command line builds)."""
+    return Trainer(cfg, out, method=get_method(cfg.method), **kw)
 
 
 def temps(folder: Path) -> list[Path]:

@@ -25,12 +25,13 @@ import pytest
 import torch
 
 from pseudohealthy_lib import DataError, presets, zoo
-from pseudohealthy_lib.__main__ import _value, main
+from pseudohealthy_lib.__main__ import main
+from pseudohealthy_lib.presets import parse_value as _value
 from pseudohealthy_lib.data import load_prepared
-from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, TrainingDiverged
+from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, TrainingDiverged, read_history
 from pseudohealthy_lib.methods import ANTGAN, get_method
 from pseudohealthy_lib.utils import OptionError
-from cli_helpers import assert_error, group_members, run_cli, temps
+from cli_helpers import assert_error, group_members, run_cli, temps, trainer
 
 TINY = {"ngf": 8, "n_blocks": 1, "ndf": 8}
 FAST = ["--preset", "fast", "--set", "n_blocks=1"]       # fast: ngf 8, ndf 8, log every 2, checkpoint every 3
@@ -201,7 +202,7 @@ def test_set_false_really_turns_an_option_off(tiny_prepared, tmp_path, cli):
     s = torch.load(out / CHECKPOINT, weights_only=True)
     assert s["config"]["options"]["use_ac"] is False and s["config"]["options"]["use_nc"] is False
     assert set(s["nets"]) == {"G_AB", "D_B"}              # no cycle: one generator, one discriminator
-    assert not {"cycle_A", "cycle_B", "am"} & set(s["history"][-1])
+    assert not {"cycle_A", "cycle_B", "am"} & set(read_history(out)[-1])
 
 
 def test_variant_applies_its_table(tiny_prepared, tmp_path, cli):
@@ -232,7 +233,7 @@ def test_variant_applies_its_table(tiny_prepared, tmp_path, cli):
 def test_bad_training_settings_in_the_api(tiny_prepared, tmp_path, change, message):
     opts = change.pop("options", {})
     with pytest.raises(OptionError, match=message):
-        Trainer(tiny_cfg(tiny_prepared, options=opts, **change), tmp_path / "run", progress=False)
+        trainer(tiny_cfg(tiny_prepared, options=opts, **change), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -376,8 +377,9 @@ def test_resuming_with_fewer_steps_than_done_is_refused(tiny_prepared, run_copy,
 def test_more_steps_extend_a_finished_run(tiny_prepared, run_dir, run_copy, cli):
     """``steps`` may grow: the run goes on from its checkpoint (its first 3 steps stay as they were)."""
     assert cli(*train_args(tiny_prepared, run_copy, "--steps", 4))[0] == 0
-    a, b = (torch.load(d / CHECKPOINT, weights_only=True) for d in (run_dir, run_copy))
-    assert b["step"] == 4 and b["history"][:3] == a["history"] and len(b["history"]) == 4
+    a, b = (read_history(d) for d in (run_dir, run_copy))
+    assert torch.load(run_copy / CHECKPOINT, weights_only=True)["step"] == 4
+    assert b[:len(a)] == a and b[-1]["step"] == 4 and len(b) == len(a) + 1
 
 
 # ----------------------------------------------------------------------------- checkpoints: evaluate
@@ -434,9 +436,9 @@ def zoo_model(run_dir, tiny_prepared, tmp_path, monkeypatch):
     monkeypatch.setenv("PH_ZOO", str(tmp_path / "zoo"))
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    trainer = Trainer(presets.config("antgan", "fast", steps=3, data=str(tiny_prepared), options={"n_blocks": 1}),
-                      run, progress=False)
-    return zoo.export(trainer, "m", {}, command="test")
+    t = trainer(presets.config("antgan", "fast", steps=3, data=str(tiny_prepared), options={"n_blocks": 1}),
+                run, progress=False)
+    return zoo.export_model(t, "m", {}, command="test")
 
 
 def edit_manifest(d: Path, edit) -> None:
@@ -518,15 +520,15 @@ def poison(monkeypatch, step: int, value: float) -> None:
 
 
 @pytest.mark.parametrize("step, value, where, kept", [
-    (5, float("nan"), r"at step 5 \(steps 5-6 were logged together\)", 3),
+    (5, float("nan"), r"at step 5 \(steps 5-6 were checked together\)", 3),
     (3, float("inf"), r"at step 3", None),
-    (1, float("nan"), r"at step 1 \(steps 1-2 were logged together\)", None),
+    (1, float("nan"), r"at step 1 \(steps 1-2 were checked together\)", None),
 ], ids=["nan after a checkpoint", "inf at a checkpoint step", "nan at the first step"])
 def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tiny_prepared, tmp_path, monkeypatch, step, value,
                                                                  where, kept):
     poison(monkeypatch, step, value)
     out = tmp_path / "run"
-    t = Trainer(tiny_cfg(tiny_prepared, steps=8), out, progress=False)     # log every 2, checkpoint every 3
+    t = trainer(tiny_cfg(tiny_prepared, steps=8), out, progress=False)     # log every 2, checkpoint every 3
     with pytest.raises(TrainingDiverged, match=rf"{re.escape(str(out))}: training diverged: non-finite loss {where} in G; "
                                                + ("no checkpoint was written" if kept is None else
                                                   rf"the last good checkpoint, step {kept}, is kept")):
@@ -536,8 +538,8 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tiny_prepared,
         assert not (out / CHECKPOINT).exists()
     else:
         s = torch.load(out / CHECKPOINT, weights_only=True)
-        assert s["step"] == kept and all(np.isfinite(h["G"]) for h in s["history"])
-        assert [h["step"] for h in json.loads((out / "history.json").read_text())] == [1, 2, 3]
+        rows = read_history(out)[:s["history_rows"]]                  # what a resumed run keeps
+        assert s["step"] == kept and [h["step"] for h in rows] == [2, 3] and all(np.isfinite(h["G"]) for h in rows)
     assert not temps(tmp_path)
 
 
@@ -636,8 +638,8 @@ def test_killed_training_resumes_to_the_same_weights(tiny_prepared, train_refere
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert not temps(out), where
     a, b = (torch.load(d / CHECKPOINT, weights_only=True) for d in (ref, out))
-    assert b["step"] == 12 and a["history"] == b["history"], where              # same losses, bit for bit
+    assert b["step"] == 12 and read_history(ref) == read_history(out), where    # same losses, bit for bit
     for n in a["nets"]:
         for k in a["nets"][n]:
             assert torch.equal(a["nets"][n][k], b["nets"][n][k]), f"{n}.{k} differs ({where})"
-    assert json.loads((out / "history.json").read_text()) == a["history"]
+    assert b["history_rows"] == len(read_history(out)) == a["history_rows"]

@@ -54,6 +54,7 @@ def test_chapter_conventions(name):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     first = "".join(code[0]["source"])
     assert "google.colab" in first and "pip install" in first and "enable_custom_widget_manager" in first
+    assert "PH_ZOO" in first and "git clone" in first       # the shipped models come with the clone
     checked = sum("NBVAL_CHECK_OUTPUT" in "".join(c["source"]) for c in code)
     assert checked >= 3, f"{name}: only {checked} cells marked NBVAL_CHECK_OUTPUT"
     assert any(re.search(r"^## Exercises", "".join(c["source"]), re.M) for c in nb["cells"] if c["cell_type"] == "markdown")

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pseudohealthy_lib import presets, zoo
+from pseudohealthy_lib import presets, recipes, zoo
 from pseudohealthy_lib.data import load_prepared
-from pseudohealthy_lib.engine import ImagePool, TrainConfig, Trainer
+from pseudohealthy_lib.engine import TrainConfig
+from pseudohealthy_lib.methods.base import ImagePool
+from cli_helpers import trainer
 
 TINY = {"ngf": 8, "n_blocks": 1, "ndf": 8, "unet_downs": 5}
 
@@ -23,17 +25,17 @@ def tiny_cfg(data, **kw):
 
 @pytest.mark.parametrize("method,options", [("antgan", {}), ("cyclegan", {"generator": "unet", "domain_b": "mask"})])
 def test_resume_gives_exactly_the_same_losses(tiny_prepared, tmp_path, method, options):
-    straight = Trainer(tiny_cfg(tiny_prepared, method=method, options=options), tmp_path / "a", progress=False).fit()
-    first = Trainer(tiny_cfg(tiny_prepared, method=method, options=options, ckpt_every=3), tmp_path / "b", progress=False)
+    straight = trainer(tiny_cfg(tiny_prepared, method=method, options=options), tmp_path / "a", progress=False).fit()
+    first = trainer(tiny_cfg(tiny_prepared, method=method, options=options, ckpt_every=3), tmp_path / "b", progress=False)
     first.fit(steps=3)                                    # "interrupted" after step 3
-    resumed = Trainer(tiny_cfg(tiny_prepared, method=method, options=options, ckpt_every=3), tmp_path / "b", progress=False)
+    resumed = trainer(tiny_cfg(tiny_prepared, method=method, options=options, ckpt_every=3), tmp_path / "b", progress=False)
     assert resumed.step == 3
     assert resumed.fit() == straight                      # same losses at every step, bit for bit
 
 
 def test_training_reduces_the_loss(tiny_prepared, tmp_path):
     cfg = tiny_cfg(tiny_prepared, steps=40, options={"ngf": 16})
-    h = Trainer(cfg, tmp_path, progress=False).fit()
+    h = trainer(cfg, tmp_path, progress=False).fit()
     cyc = [s["cycle_A"] + s["cycle_B"] for s in h]
     am = [s["am"] for s in h]
     assert sum(cyc[-8:]) / 8 < 0.6 * sum(cyc[:4]) / 4
@@ -41,7 +43,7 @@ def test_training_reduces_the_loss(tiny_prepared, tmp_path):
 
 
 def test_linear_decay_schedule(tiny_prepared, tmp_path):
-    t = Trainer(tiny_cfg(tiny_prepared, steps=8, decay_from=0.5), tmp_path, progress=False)
+    t = trainer(tiny_cfg(tiny_prepared, steps=8, decay_from=0.5), tmp_path, progress=False)
     lrs = []
     for _ in range(8):
         t.fit(steps=t.step + 1)
@@ -66,14 +68,14 @@ def test_image_pool():
 
 
 def test_resume_refuses_a_checkpoint_with_other_settings(tiny_prepared, tmp_path):
-    Trainer(tiny_cfg(tiny_prepared, steps=1), tmp_path, progress=False).fit()
+    trainer(tiny_cfg(tiny_prepared, steps=1), tmp_path, progress=False).fit()
     with pytest.raises(ValueError, match="checkpoint.pt: checkpoint was trained with other settings \\(options\\)"):
-        Trainer(tiny_cfg(tiny_prepared, options={"ngf": 4}), tmp_path, progress=False)
+        trainer(tiny_cfg(tiny_prepared, options={"ngf": 4}), tmp_path, progress=False)
 
 
 def test_unknown_option_is_an_error(tiny_prepared, tmp_path):
     with pytest.raises(ValueError, match="unknown options for antgan: \\['lamda_am'\\]"):
-        Trainer(tiny_cfg(tiny_prepared, options={"lamda_am": 1}), tmp_path, progress=False)
+        trainer(tiny_cfg(tiny_prepared, options={"lamda_am": 1}), tmp_path, progress=False)
 
 
 def test_presets():
@@ -113,35 +115,54 @@ def test_cli_train_export_and_load_pretrained(tiny_prepared, tmp_path, monkeypat
     assert main(args[:-2]) == 0                                                  # again: resumes, nothing to do
 
 
+#: shipped models trained before ANT-GAN's recipe search changed the cpu preset (chapter 4 says so):
+#: their recipes now mean another config; `python -m pseudohealthy_lib zoo --train NAME` (after
+#: deleting the entry) brings one up to date, and then it must leave this list
+STALE = {"antgan-cyclegan", "antgan-cyclegan-shortcut", "antgan-gan", "antgan-gan+ac", "antgan-gan+nc", "antgan-resize"}
+SETTINGS = ("steps", "batch_size", "lr", "size", "seed", "subjects", "data_seed")
+
+
 def test_every_shipped_model_was_made_by_its_recipe():
-    """The zoo's recipes are the commands that really made the shipped models (their manifests)."""
+    """The zoo's recipes are the commands that really made the shipped models (their manifests),
+    and, read by today's library, mean the configs the models were trained with."""
     shipped = zoo.available()
     assert zoo.SEGMENTOR in shipped and "antgan" in shipped
     for name in shipped:
-        assert name in zoo.RECIPES, f"{name} is shipped without a recipe"
-        assert zoo.manifest(name)["command"] == "python -m pseudohealthy_lib " + " ".join(zoo.train_args(name)), name
+        assert name in recipes.RECIPES, f"{name} is shipped without a recipe"
+        assert zoo.manifest(name)["command"] == "python -m pseudohealthy_lib " + " ".join(recipes.train_args(name)), name
+        cfg, made = recipes.recipe_config(name), TrainConfig.from_dict(zoo.manifest(name)["config"])
+        resolve = zoo.load_pretrained(name).resolve_options
+        same = (resolve(cfg.options, cfg.version) == resolve(made.options, made.version)
+                and all(getattr(cfg, k) == getattr(made, k) for k in SETTINGS))
+        assert same != (name in STALE), f"{name}: {'stale, retrain it' if not same else 'up to date: remove it from STALE'}"
     with pytest.raises(KeyError, match="no recipe"):
-        zoo.train_args("not-a-model")
+        recipes.train_args("not-a-model")
 
 
-def test_zoo_ensure_trains_only_what_is_missing(tiny_prepared, tmp_path, monkeypatch, capsys):
+def test_zoo_ensure_trains_only_what_is_missing_and_only_when_asked(tiny_prepared, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PH_ZOO", str(tmp_path / "zoo"))
-    monkeypatch.setitem(zoo.RECIPES, zoo.SEGMENTOR, f"segmentor --preset fast --data {tiny_prepared} --steps 2 --set unet_downs=5")
-    monkeypatch.setitem(zoo.RECIPES, "tiny", f"antgan --preset fast --data {tiny_prepared} --steps 2")
-    monkeypatch.setattr(zoo, "REPO_DIR", tmp_path)                  # runs/NAME under tmp_path
-    zoo.ensure("tiny")                                              # needs the segmentor first
+    monkeypatch.delenv("PH_TRAIN_MISSING", raising=False)
+    monkeypatch.setitem(recipes.RECIPES, zoo.SEGMENTOR, f"segmentor --preset fast --data {tiny_prepared} --steps 2 --set unet_downs=5")
+    monkeypatch.setitem(recipes.RECIPES, "tiny", f"antgan --preset fast --data {tiny_prepared} --steps 2")
+    monkeypatch.setattr(recipes, "runs_dir", lambda: tmp_path / "runs")
+    with pytest.raises(zoo.ZooMissing, match=rf"the model zoo lacks tiny: looked in {tmp_path / 'zoo'}"):
+        recipes.ensure("tiny")                                      # not asked to train: refuses
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.setenv("PH_TRAIN_MISSING", "1")
+    recipes.ensure("tiny")                                          # asked; needs the segmentor first
+    assert "training it now into" in capsys.readouterr().out
     assert zoo.available() == sorted(["tiny", zoo.SEGMENTOR])
     assert zoo.manifest("tiny")["metrics"]["judge"]["name"] == zoo.SEGMENTOR
     before = zoo.manifest("tiny")
     before["metrics"] = {"stale": 1.0}
     (tmp_path / "zoo" / "tiny" / "manifest.json").write_text(json.dumps(before))
-    fresh = zoo.reevaluate("tiny", load_prepared(tiny_prepared))         # metrics refreshed, record kept
+    fresh = recipes.reevaluate("tiny", load_prepared(tiny_prepared))         # metrics refreshed, record kept
     after = zoo.manifest("tiny")
     assert "stale" not in after["metrics"] and after["metrics"]["identity"] == fresh["identity"]
     assert after["command"] == before["command"] and after["steps"] == before["steps"]
     assert (tmp_path / "runs" / "tiny" / "checkpoint.pt").is_file()
     capsys.readouterr()
-    zoo.ensure("tiny", zoo.SEGMENTOR)                               # both shipped now: nothing to do
+    recipes.ensure("tiny", zoo.SEGMENTOR)                           # both shipped now: nothing to do
     assert capsys.readouterr().out == ""
 
 

@@ -62,7 +62,10 @@ def test_unet_8_down_8_up():
     assert len(u.down) == 8 and len(u.up) == 8
     assert u(torch.zeros(1, 1, 256, 256)).shape == (1, 1, 256, 256)
     dropouts = [j for j, blk in enumerate(u.up) if any(isinstance(m, torch.nn.Dropout) for m in blk)]
-    assert dropouts == [1, 2, 3]                           # first three decoder blocks after the bottleneck
+    assert dropouts == []                                  # no dropout unless asked (the reference CycleGAN)
+    u = UnetGenerator(num_downs=8, dropout=0.5)
+    dropouts = [j for j, blk in enumerate(u.up) if any(isinstance(m, torch.nn.Dropout) for m in blk)]
+    assert dropouts == [1, 2, 3]                           # pix2pix: the 8 - 5 blocks after the bottleneck
     assert all(isinstance(blk[0], torch.nn.LeakyReLU) for blk in list(u.down)[1:])
     with pytest.raises(ValueError, match="divisible by 256"):
         u(torch.zeros(1, 1, 240, 240))

@@ -74,6 +74,36 @@ class PreparedSlices:
             keep &= self.labels == label
         return np.nonzero(keep)[0]
 
+    def with_folds(self, folds: int, fold: int, seed: int = 0) -> "PreparedSlices":
+        """The same slices with the split of patient-level ``folds``-fold cross-validation.
+
+        Patients are dealt into ``folds`` groups by scikit-learn's ``StratifiedGroupKFold``
+        (a patient's slices stay together; each group gets about the same share of pathological
+        slices). Group ``fold`` is ``'test'``; with three folds or more the next group,
+        ``(fold + 1) % folds``, is ``'val'``; the others are ``'train'``. The file's own split is
+        ignored; the folds depend on ``seed`` and the data only, so every fold of one study sees
+        the same partition.
+        """
+        import dataclasses
+
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        at_least(folds, "folds", 2)
+        if not 0 <= fold < folds:
+            raise OptionError(f"fold must be from 0 to {folds - 1} for {folds} folds, got {fold}")
+        patients = sorted(set(self.subjects.tolist()))
+        if len(patients) < folds:
+            raise OptionError(f"{folds} folds need at least {folds} patients; this data has {len(patients)}")
+        cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        group = np.empty(len(self), int)
+        for k, (_, test) in enumerate(cv.split(np.zeros(len(self)), self.labels, self.subjects)):
+            group[test] = k
+        split = np.full(len(self), "train", dtype="<U5")
+        split[group == fold] = "test"
+        if folds >= 3:
+            split[group == (fold + 1) % folds] = "val"
+        return dataclasses.replace(self, split=split)
+
     def summary(self) -> dict:
         """Counts of patients and slices per split and label."""
         out = {}

@@ -1,16 +1,17 @@
-"""Methods: one file per paper, all trained by :mod:`pseudohealthy_lib.engine`."""
+"""Methods: one file per paper, all trained by :mod:`pseudohealthy_lib.engine`.
+
+The contract every method fulfils, and the registry, are in :mod:`.base`.
+"""
 from __future__ import annotations
 
 from .antgan import ANTGAN
+from .base import (KINDS, REGISTRY, Classifier, Method, Sampler, Segmenter, Translator, from_config, get_method,
+                   register)
 from .cyclegan import CycleGAN
-from ..utils import OptionError
 from .segmentor import Segmentor
 
-METHODS = {m.name: m for m in (CycleGAN, ANTGAN, Segmentor)}
+#: the registered methods, by name (the same dict as ``REGISTRY``)
+METHODS = REGISTRY
 
-
-def get_method(name: str):
-    """The method class called ``name`` (see :data:`METHODS`)."""
-    if name not in METHODS:
-        raise OptionError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
-    return METHODS[name]
+__all__ = ["ANTGAN", "CycleGAN", "Segmentor", "Method", "Translator", "Segmenter", "Classifier", "Sampler",
+           "KINDS", "METHODS", "REGISTRY", "register", "get_method", "from_config"]

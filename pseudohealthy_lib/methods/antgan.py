@@ -16,6 +16,7 @@ in their options, listed in :data:`VARIANTS`.
 from __future__ import annotations
 
 from ..utils import OptionError
+from .base import register
 from .cyclegan import CycleGAN
 
 # ANT-GAN's ablation study: baseline GAN -> ... -> ANT-GAN
@@ -29,11 +30,13 @@ VARIANTS = {
 }
 
 
+@register
 class ANTGAN(CycleGAN):
     name = "antgan"
     pseudo_healthy = True          # G_AB maps a pathological slice to its healthy version
     defaults = {**CycleGAN.defaults, "shortcut": True, "lambda_am": 10.0, "domain_b": "healthy"}
     variants = VARIANTS
+    before = {1: {"init": "pytorch"}}      # version 1: PyTorch's initialisation (its ResNet has no dropout)
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -9,7 +9,9 @@ or lesion masks drawn as images), with the switches the book's chapters need:
   (Eq. 2); :mod:`pseudohealthy_lib.methods.antgan` turns them on. ``am_dilate`` widens the mask of
   Eq. 2 by that many pixels (a lesion brightens a thin ring of tissue just outside its label);
 * ``healthy``: domain B's healthy slices are the data's lesion-free slices (``'slices'``) or, on
-  phantoms, the healthy twins of other subjects' lesion slices (``'twins'``: same anatomical levels).
+  phantoms, the healthy twins of other subjects' lesion slices (``'twins'``: same anatomical levels);
+* ``init`` and ``dropout``: the reference implementation's N(0, 0.02) initialisation and no
+  dropout (its CycleGAN default), see :func:`~pseudohealthy_lib.networks.init_weights`.
 
 Equation numbers refer to ANT-GAN (Sun et al.); with A = abnormal and B = normal,
 G_AB is its G_A2N and G_BA its G_N2A.
@@ -21,12 +23,13 @@ from torch import nn
 
 from .. import losses as L
 from ..data.prepared import UnpairedDataset
-from ..engine import ImagePool, Method, set_requires_grad
+from ..networks import PatchGAN, ResnetGenerator, UnetGenerator, init_weights
 from ..utils import OptionError
-from ..networks import PatchGAN, ResnetGenerator, UnetGenerator
+from .base import ImagePool, Translator, register, set_requires_grad
 
 
-class CycleGAN(Method):
+@register
+class CycleGAN(Translator):
     name = "cyclegan"
     defaults = {
         "generator": "resnet", "ngf": 64, "n_blocks": 9, "unet_downs": 7, "ndf": 64,
@@ -34,11 +37,16 @@ class CycleGAN(Method):
         "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0, "am_dilate": 0,
         "use_ac": True, "use_nc": True, "bidirectional": None,   # None: on when a cycle term is on
         "gan_mode": "lsgan", "pool_size": 50, "domain_b": "healthy", "healthy": "slices",
+        "init": "normal", "init_gain": 0.02, "dropout": 0.0,
     }
+    # before version 2, networks kept PyTorch's initialisation and the U-Net had 50 % dropout
+    before = {1: {"init": "pytorch", "dropout": 0.5}}
     choices = {"generator": ("resnet", "unet"), "upsample": ("transpose", "resize"), "gan_mode": ("lsgan", "vanilla"),
-               "domain_b": ("healthy", "mask"), "healthy": ("slices", "twins"), "bidirectional": (None, True, False)}
+               "domain_b": ("healthy", "mask"), "healthy": ("slices", "twins"), "bidirectional": (None, True, False),
+               "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "unet_downs": (1, None), "ndf": (1, None), "pool_size": (0, None),
-              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None)}
+              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None),
+              "init_gain": (0, None), "dropout": (0, 0.9)}
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -51,7 +59,7 @@ class CycleGAN(Method):
         nets = {"G_AB": self._generator(o["shortcut"]), "D_B": PatchGAN(1, o["ndf"])}
         if o["bidirectional"]:
             nets |= {"G_BA": self._generator(False), "D_A": PatchGAN(1, o["ndf"])}
-        self.nets = nn.ModuleDict(nets)
+        self.nets = nn.ModuleDict({k: init_weights(v, o["init"], o["init_gain"]) for k, v in nets.items()})
         self.pools = {k: ImagePool(o["pool_size"], seed=cfg.seed + i) for i, k in enumerate(("A", "B"))}
 
     def _generator(self, shortcut: bool) -> nn.Module:
@@ -62,7 +70,7 @@ class CycleGAN(Method):
             if shortcut:
                 raise OptionError("the global shortcut (shortcut=true) is defined for the ResNet generator only, "
                                   "not generator='unet'")
-            return UnetGenerator(1, 1, o["ngf"], o["unet_downs"])
+            return UnetGenerator(1, 1, o["ngf"], o["unet_downs"], o["dropout"])
         raise OptionError(f"unknown generator '{o['generator']}': use 'resnet' or 'unet'")
 
     def check_side(self, side):
@@ -132,7 +140,7 @@ class CycleGAN(Method):
             terms = self.generator_losses(batch, out)
             loss_g = sum(terms.values())
         ctx.backward(loss_g)
-        ctx.step("G")
+        ctx.update("G")
         # 2) discriminators: real -> 1, fake (from the 50-image history) -> 0
         set_requires_grad(discs, True)
         logs, loss_d = {}, 0.0
@@ -147,7 +155,7 @@ class CycleGAN(Method):
                 loss_d = loss_d + 0.5 * (real_term + fake_term)
                 logs |= {f"D_{dom}_real": real_term.detach(), f"D_{dom}_fake": fake_term.detach()}
         ctx.backward(loss_d)
-        ctx.step("D")
+        ctx.update("D")
         return {"G": loss_g.detach(), **{k: v.detach() for k, v in terms.items()}, "D": loss_d.detach(), **logs}
 
     @torch.no_grad()

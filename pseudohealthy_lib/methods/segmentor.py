@@ -15,17 +15,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import losses as L
 from torch.utils.data import Dataset
 
+from .. import losses as L
 from ..data.prepared import PairedDataset
-from ..engine import Method
+from ..networks import UnetGenerator, init_weights
 from ..utils import OptionError
-from ..networks import UnetGenerator
+from .base import Segmenter, register
 
 
-class Segmentor(Method):
+@register
+class Segmentor(Segmenter):
     name = "segmentor"
+    val_metric = "dice"                # validation (val_every): Dice on the validation split
     # The defaults are the recipe measured to make a good judge (see the zoo's segmentor-phantom):
     # lesion-free slices in training (pathological_only False), soft Dice pooled over the batch
     # (batch_dice: lesion-free slices are then penalised for every pixel they flag), random
@@ -34,14 +36,18 @@ class Segmentor(Method):
     # (see training_step); min_size drops flagged specks smaller than that many pixels.
     defaults = {"ngf": 16, "unet_downs": 7, "dropout": 0.0, "lambda_dice": 1.0, "pathological_only": False,
                 "batch_dice": True, "beta1": 0.9, "augment": True, "healthy_twins": False, "lambda_clean": 0.0,
-                "min_size": 0}
+                "min_size": 0, "init": "normal", "init_gain": 0.02}
+    before = {1: {"init": "pytorch"}}      # version 1 kept PyTorch's initialisation
+    choices = {"init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "unet_downs": (1, None), "dropout": (0, 0.9), "lambda_dice": (0, None),
-              "beta1": (0, 0.999), "lambda_clean": (0, None), "min_size": (0, None)}
+              "beta1": (0, 0.999), "lambda_clean": (0, None), "min_size": (0, None),
+              "init_gain": (0, None)}
 
     def __init__(self, cfg):
         super().__init__(cfg)
         o = self.opt
-        self.nets = nn.ModuleDict({"S": UnetGenerator(1, 1, o["ngf"], o["unet_downs"], o["dropout"], final="none")})
+        net = UnetGenerator(1, 1, o["ngf"], o["unet_downs"], o["dropout"], final="none")
+        self.nets = nn.ModuleDict({"S": init_weights(net, o["init"], o["init_gain"])})
 
     def dataset(self, data, split):
         base = PairedDataset(data, split, label=1 if self.opt["pathological_only"] else None)
@@ -52,8 +58,25 @@ class Segmentor(Method):
         return WithTwins(base)
 
     def optimizers(self):
-        return {"S": torch.optim.Adam(self.nets["S"].parameters(), lr=self.cfg.lr,
-                                      betas=(self.opt["beta1"], self.cfg.beta2))}
+        return {"S": self.adam(self.nets["S"], betas=(self.opt["beta1"], self.cfg.beta2))}
+
+    def validate(self, data, split="val", batch_size: int = 32):
+        """Dice of the thresholded prediction, pooled over the lesion pixels of ``split``, and the
+        fraction of its lesion-free slices with any pixel flagged (false alarms)."""
+        ds = PairedDataset(data, split)
+        inter = total = alarms = clean = 0
+        dev = next(self.parameters()).device
+        for start in range(0, len(ds), batch_size):
+            items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+            x = torch.stack([it["image"] for it in items]).to(dev)
+            m = torch.stack([it["mask"] for it in items]).to(dev) > 0.5
+            p = self.predict_mask(x)
+            inter += (p & m).sum().item()
+            total += p.sum().item() + m.sum().item()
+            empty = ~m.flatten(1).any(1)
+            clean += empty.sum().item()
+            alarms += (p.flatten(1).any(1) & empty).sum().item()
+        return {"dice": 2 * inter / total if total else 1.0, "false_alarms": alarms / clean if clean else 0.0}
 
     @staticmethod
     def augment(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +112,7 @@ class Segmentor(Method):
                     loss = loss + self.opt["lambda_clean"] * term
                     logs["clean"] = term.detach()
         ctx.backward(loss)
-        ctx.step("S")
+        ctx.update("S")
         return {"loss": loss.detach(), "ce": ce.detach(), "dice_loss": dice.detach(), **logs}
 
     @torch.no_grad()

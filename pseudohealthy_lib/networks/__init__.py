@@ -1,5 +1,5 @@
-"""Networks: generators (ResNet, U-Net) and the PatchGAN discriminator."""
+"""Networks: generators (ResNet, U-Net), the PatchGAN discriminator and their initialisation."""
 from .discriminators import PatchGAN
-from .generators import ResnetGenerator, UnetGenerator
+from .generators import ResnetGenerator, UnetGenerator, init_weights
 
-__all__ = ["ResnetGenerator", "UnetGenerator", "PatchGAN"]
+__all__ = ["ResnetGenerator", "UnetGenerator", "PatchGAN", "init_weights"]

@@ -88,15 +88,16 @@ class ResnetGenerator(nn.Module):
 
 class UnetGenerator(nn.Module):
     """pix2pix U-Net: ``num_downs`` stride-2 4x4 convs (leaky ReLU 0.2), as many transposed
-    convs back up (ReLU), skip connections by concatenation, 50 % dropout in the first three
-    decoder blocks (the innermost ones after the bottleneck), tanh output (``final='none'``:
-    raw logits, for segmentation).
+    convs back up (ReLU), skip connections by concatenation, tanh output (``final='none'``:
+    raw logits, for segmentation). With ``dropout`` > 0, dropout follows the ``num_downs - 5``
+    decoder blocks just after the bottleneck's, the 8x-wide middle blocks where pix2pix puts it
+    (three at 8 downsamplings, none below 6); pix2pix uses 0.5, the reference CycleGAN none.
 
     With 8 downsamplings a 256x256 input reaches 1x1 at the bottleneck (the paper's setting);
     input sides must be divisible by ``2**num_downs``.
     """
 
-    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, num_downs: int = 8, dropout: float = 0.5,
+    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, num_downs: int = 8, dropout: float = 0.0,
                  final: str = "tanh"):
         super().__init__()
         if final not in ("tanh", "none"):
@@ -124,7 +125,7 @@ class UnetGenerator(nn.Module):
                     block.append(nn.Tanh())
             else:
                 block.append(_norm(cout))
-                if 1 <= j <= 3 and dropout > 0:          # dropout in the first three decoder blocks after the bottleneck's
+                if 1 <= j <= num_downs - 5 and dropout > 0:      # pix2pix's middle blocks
                     block.append(nn.Dropout(dropout))
             self.up.append(nn.Sequential(*block))
 
@@ -140,3 +141,33 @@ class UnetGenerator(nn.Module):
         for j in range(1, self.num_downs):
             x = self.up[j](torch.cat([x, skips[-1 - j]], 1))
         return x
+
+
+def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
+    """Initialise ``net`` in place as pix2pix / CycleGAN do, and return it.
+
+    ``'normal'`` (the references' default): every conv and linear weight from N(0, ``gain``),
+    biases 0, affine norm weights from N(1, ``gain``); ``'xavier'``, ``'kaiming'`` and
+    ``'orthogonal'`` as in the references; ``'pytorch'`` leaves PyTorch's own initialisation
+    (uniform, scaled by each layer's fan-in).
+    """
+    if kind == "pytorch":
+        return net
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if kind == "normal":
+                nn.init.normal_(m.weight, 0.0, gain)
+            elif kind == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=gain)
+            elif kind == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            elif kind == "orthogonal":
+                nn.init.orthogonal_(m.weight, gain=gain)
+            else:
+                raise ValueError(f"unknown initialisation '{kind}': use normal, xavier, kaiming, orthogonal or pytorch")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+    return net

@@ -1,0 +1,132 @@
+"""How the shipped models are made: their recipes, and training on request.
+
+Every model in the zoo (:mod:`pseudohealthy_lib.zoo`) was made by one command,
+``python -m pseudohealthy_lib train <RECIPES[name]> --out runs/NAME --export NAME``, and its
+manifest records that command. :func:`train_and_export` is what the command runs: train (resuming), then
+evaluate on the test split and export. :func:`ensure` and :func:`load_or_train` are the
+chapters' way to get models: they load what the zoo has and train what it lacks only when
+asked (``train=True`` or ``PH_TRAIN_MISSING=1``), into :func:`~pseudohealthy_lib.config.runs_dir`,
+saying so; otherwise a missing model is a :class:`~pseudohealthy_lib.zoo.ZooMissing` error that
+says where the zoo was looked for and how to get it.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import zoo
+from .config import runs_dir, truthy, zoo_dir
+from .data import default, load_prepared
+from .engine import TrainConfig, Trainer
+from .evaluate import manifest_metrics
+from .methods import get_method
+from .presets import add_train_arguments, train_config
+
+#: The arguments of ``python -m pseudohealthy_lib train`` that make each shipped model, run
+#: with ``--out runs/NAME --export NAME``. The segmentor comes first, because the others'
+#: healthiness is measured with it when they are exported.
+RECIPES = {
+    # the judge trains on its own phantom (100 subjects, seed 1), so it has never seen a subject
+    # of the phantoms the translators are trained and tested on (seed 0) or of fresh test phantoms
+    zoo.SEGMENTOR: "segmentor --preset cpu --subjects 100 --data-seed 1 --set healthy_twins=true --set lambda_clean=0.2",
+    "cyclegan-resnet-mask": "cyclegan --preset cpu --set generator=resnet --set domain_b=mask",
+    "cyclegan-unet-mask": "cyclegan --preset cpu --set generator=unet --set ngf=16 --set domain_b=mask",
+    # ANT-GAN's ablation study (Fig. 5, Table IV): one preset, one seed
+    "antgan": "antgan --preset cpu",
+    "antgan-cyclegan": "antgan --preset cpu --variant cyclegan",
+    "antgan-cyclegan-shortcut": "antgan --preset cpu --variant cyclegan+shortcut",
+    "antgan-gan": "antgan --preset cpu --variant gan",
+    "antgan-gan+ac": "antgan --preset cpu --variant gan+ac",
+    "antgan-gan+nc": "antgan --preset cpu --variant gan+nc",
+    # the lambda_AM sensitivity study (Fig. 12), with the smaller sweep preset
+    **{f"antgan-sweep-lam{lam:g}": f"antgan --preset sweep --set lambda_am={lam:g}" for lam in (0, 0.01, 0.1, 1, 10, 100)},
+    # a remedy for checkerboards, a labelled variant (the paper's transposed convs stay the default)
+    "antgan-resize": "antgan --preset cpu --set upsample=resize",
+}
+
+
+def train_args(name: str) -> list[str]:
+    """The ``train`` command line that makes zoo model ``name`` (see :data:`RECIPES`)."""
+    if name not in RECIPES:
+        raise KeyError(f"no recipe for '{name}'; known: {', '.join(RECIPES)}")
+    return ["train", *RECIPES[name].split(), "--out", f"runs/{name}", "--export", name]
+
+
+def recipe_config(name: str) -> TrainConfig:
+    """The :class:`TrainConfig` of zoo model ``name``'s recipe."""
+    p = argparse.ArgumentParser(prog=f"zoo recipe {name}")
+    add_train_arguments(p)
+    return train_config(p.parse_args(train_args(name)[1:]))
+
+
+def train_and_export(cfg: TrainConfig, out: str | Path, export: str | None = None, command: str | None = None,
+          data=None, progress: bool = True) -> Trainer:
+    """Train ``cfg`` into the run folder ``out`` (resuming), then, if ``export`` names it, write
+    the zoo model with its manifest. What ``python -m pseudohealthy_lib train`` runs."""
+    trainer = Trainer(cfg, out, method=get_method(cfg.method), data=data, progress=progress)
+    start = trainer.step
+    trainer.fit()
+    if trainer.rank == 0:
+        print(f"{cfg.method} ({cfg.preset}): step {start} -> {trainer.step} in {out}, "
+              f"{trainer.wall:.0f} s of training in total", flush=True)
+        if export:
+            metrics = manifest_metrics(trainer.method, trainer.data, trainer.device)
+            d = zoo.export_model(trainer, export, metrics, command=command)
+            print(f"exported to {d}: {metrics}", flush=True)
+    return trainer
+
+
+def _training_allowed(train: bool | None) -> bool:
+    return truthy("PH_TRAIN_MISSING") if train is None else bool(train)
+
+
+def ensure(*names: str, train: bool | None = None) -> None:
+    """Check that every named model is in the zoo. A missing one raises :class:`~pseudohealthy_lib.zoo.ZooMissing`
+    unless training is asked for (``train=True``, or ``PH_TRAIN_MISSING=1`` when ``train`` is
+    None); then it is trained with its recipe into ``runs_dir()/NAME`` (resumable) and exported
+    to the zoo, the judge first (the others' healthiness is measured with it)."""
+    missing = [n for n in names if n not in zoo.available()]
+    if not missing:
+        return
+    if not _training_allowed(train):
+        raise zoo.ZooMissing(zoo.missing_message(missing))
+    if zoo.SEGMENTOR not in zoo.available() and zoo.SEGMENTOR not in missing:
+        missing.insert(0, zoo.SEGMENTOR)
+    for name in sorted(missing, key=lambda n: n != zoo.SEGMENTOR):
+        args = train_args(name)
+        out = runs_dir() / name
+        print(f"{name} is not in the zoo ({zoo_dir()}): training it now into {out} with\n"
+              f"  python -m pseudohealthy_lib {' '.join(args)}", flush=True)
+        train_and_export(recipe_config(name), out, export=name, command="python -m pseudohealthy_lib " + " ".join(args))
+
+
+def reevaluate(name: str, data=None) -> dict:
+    """Evaluate zoo model ``name`` again with the current :mod:`~pseudohealthy_lib.evaluate` on
+    the test split of its training data (the default phantom unless its config names a file),
+    and store the result as the manifest's ``metrics`` (the training record stays as it was).
+    Translators are judged by the zoo's judge. Returns the new metrics."""
+    info = zoo.manifest(name)
+    cfg = info["config"]
+    if data is None:
+        data = load_prepared(cfg.get("data") or default.phantom_dataset(
+            cfg.get("subjects"), seed=cfg.get("data_seed", 0), size=cfg["size"]))
+    info["metrics"] = manifest_metrics(zoo.load_pretrained(name), data)
+    zoo.write_manifest(name, info)
+    return info["metrics"]
+
+
+def load_or_train(name: str, cfg: TrainConfig, out: str | Path | None = None, train: bool | None = None):
+    """Zoo model ``name`` if it is there; else, where training is asked for (``train=True``, or
+    ``PH_TRAIN_MISSING=1`` when ``train`` is None), train ``cfg`` now into ``out`` (default
+    ``runs_dir()/name``; resumable), saying so, and return that; else raise :class:`~pseudohealthy_lib.zoo.ZooMissing`."""
+    if name in zoo.available():
+        return zoo.load_pretrained(name)
+    if not _training_allowed(train):
+        raise zoo.ZooMissing(zoo.missing_message([name]))
+    out = Path(out or runs_dir() / name)
+    print(f"{name} is not in the zoo ({zoo_dir()}): training it now into {out}", flush=True)
+    trainer = Trainer(cfg, out, method=get_method(cfg.method))
+    trainer.fit()
+    trainer.method.eval()
+    trainer.method.manifest = None
+    return trainer.method
