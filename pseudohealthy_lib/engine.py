@@ -51,9 +51,12 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 HISTORY = "history.jsonl"
 MANIFEST = "manifest.json"
-#: settings a resumed run must share with its checkpoint (``steps`` may change: a run can be extended)
-RESUME_KEYS = ("size", "batch_size", "seed", "lr", "data", "data_seed", "subjects", "amp", "folds", "fold",
-               "clip_grad", "options")
+#: settings a resumed run must share with its checkpoint. ``steps`` may change: a run can be
+#: extended (or cut short), and its schedule and stages then follow the new total from the
+#: current step on (after a finished decay, extending starts the learning rate again from the new
+#: schedule's value at that step)
+RESUME_KEYS = ("size", "batch_size", "seed", "lr", "beta1", "beta2", "decay_from", "data", "data_seed", "subjects",
+               "amp", "folds", "fold", "clip_grad", "options")
 #: the version of saved configs; configs without one were saved by version 1 (before options
 #: such as ``init`` existed; see ``Method.before``)
 CONFIG_VERSION = 2
@@ -178,9 +181,13 @@ class StepContext:
     * :meth:`next_batch`: another batch within the same step (e.g. a critic trained several
       times per generator step); which slices it holds is a function of (seed, step, draw);
     * :meth:`autocast`, :meth:`backward` (scaled under fp16) and :meth:`update` (one optimiser's
-      update: averaged over processes, unscaled and clipped if ``clip_grad``, stepped, zeroed);
+      update: averaged over processes, unscaled and clipped if ``clip_grad``, stepped, zeroed).
+      Call them in pairs, ``backward`` of a loss then ``update`` of its optimiser, as often as a
+      step needs (a critic may be updated several times): under fp16 the scale is adjusted
+      after every update, so each backward is scaled with the scale its update unscales with;
     * ``scaler``: the fp16 gradient scaler or None, for terms such as a gradient penalty that
-      take gradients themselves (scale them with ``ctx.scaler.scale`` before ``autograd.grad``).
+      take gradients themselves: compute them from ``ctx.scaler.scale(output)`` and divide them
+      by ``ctx.scaler.get_scale()`` before using them (PyTorch's recipe for AMP penalties).
     """
 
     def __init__(self, device, dtype, optimizers, scaler=None, world: int = 1, clip_grad: float = 0.0,
@@ -224,6 +231,7 @@ class StepContext:
             torch.nn.utils.clip_grad_norm_(params, self.clip_grad)
         if self.scaler:
             self.scaler.step(opt)
+            self.scaler.update()
         else:
             opt.step()
         opt.zero_grad(set_to_none=True)
@@ -375,11 +383,9 @@ class Trainer:
             raise OptionError(f"{source}: {e}") from None
 
     def _load_data(self):
-        from .data import default, load_prepared
+        from .data.default import training_data
 
-        path = self.cfg.data or default.phantom_dataset(self.cfg.subjects, seed=self.cfg.data_seed, size=self.cfg.size,
-                                                                progress=self.progress)
-        return load_prepared(path)
+        return training_data(self.cfg, self.progress)
 
     def _batch_indices(self, step: int) -> list[int]:
         """Indices of this process's share of batch ``step``: a function of (seed, step) only."""
@@ -437,8 +443,6 @@ class Trainer:
                 batch = self._batch(self.step)
                 ctx.step, ctx.stage, ctx.draws = self.step, self.stage_of(self.step), 0
                 losses = self.method.training_step(batch, ctx)
-                if self.scaler:
-                    self.scaler.update()
                 with warnings.catch_warnings():          # an optimiser idle in this stage still follows its schedule
                     warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before")
                     for s in self.schedulers.values():
@@ -526,7 +530,7 @@ class Trainer:
         if key not in scores:
             raise OptionError(f"{self.method.name}.validate() returned no {key!r} (it has {sorted(scores)})")
         score = float(scores[key])
-        if self.best is None or score > self.best["score"]:
+        if math.isfinite(score) and (self.best is None or score > self.best["score"]):
             self.best = {"step": self.step, "score": score, "metric": key}
             if self.rank == 0:
                 with atomic_path(self.out / BEST) as tmp:
@@ -535,9 +539,12 @@ class Trainer:
 
     # -- checkpoints
     def save(self) -> None:
-        """Write the checkpoint atomically (rank 0 only). The history is appended as it is
+        """Write the checkpoint atomically (rank 0; the other processes write their own method
+        state, such as image pools, to ``extra_rank<N>.pt``). The history is appended as it is
         logged; the checkpoint records how many rows of it belong to this state."""
         if self.rank != 0:
+            with atomic_path(self.out / f"extra_rank{self.rank}.pt") as tmp:
+                torch.save({"step": self.step, "extra": self.method.extra_state()}, tmp)
             return
         state = {
             "config": self.cfg.to_dict(), "step": self.step, "wall_seconds": self.wall,
@@ -549,6 +556,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "history_rows": len(self.history), "best": self.best, "precision": str(self.dtype),
+            "world": self.world,
         }
         with atomic_path(self.out / CHECKPOINT) as tmp:
             torch.save(state, tmp)
@@ -575,7 +583,7 @@ class Trainer:
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         return rows
 
-    def _differences(self, theirs: dict, precision) -> tuple[list[str], list[str]]:
+    def _differences(self, theirs: dict, precision, world=None) -> tuple[list[str], list[str]]:
         """The settings (of :data:`RESUME_KEYS`) in which a checkpoint's config differs from ours,
         and for each a line with both values."""
         mine = self.cfg.to_dict()
@@ -600,6 +608,9 @@ class Trainer:
         if precision is not None and precision != str(self.dtype):
             keys.append("precision")
             out.append(f"precision: {precision} there, {self.dtype} now")
+        if world is not None and world != self.world:
+            keys.append("processes")
+            out.append(f"processes: {world} there, {self.world} now (the data order depends on it)")
         return keys, out
 
     def _load(self, path: Path) -> None:
@@ -608,7 +619,7 @@ class Trainer:
         if s["config"]["method"] != self.cfg.method:
             raise OptionError(f"{path}: checkpoint is a '{s['config']['method']}' run, not '{self.cfg.method}'; "
                               "use another --out folder")
-        keys, differ = self._differences(s["config"], s.get("precision"))
+        keys, differ = self._differences(s["config"], s.get("precision"), s.get("world"))
         if keys:
             raise OptionError(f"{path}: checkpoint was trained with other settings ({', '.join(keys)}): {'; '.join(differ)}; "
                               "resume with the same settings, or use another --out folder or delete this one")
@@ -625,7 +636,14 @@ class Trainer:
                 sch.load_state_dict(s["schedulers"][k])
             if self.scaler and s.get("scaler"):
                 self.scaler.load_state_dict(s["scaler"])
-            self.method.load_extra_state(s["extra"])
+            extra = s["extra"]
+            if self.rank:
+                mine = read_checkpoint(self.out / f"extra_rank{self.rank}.pt", "process state", ("step", "extra"))
+                if mine["step"] != s["step"]:
+                    raise DataError(f"{self.out}: extra_rank{self.rank}.pt is at step {mine['step']}, the checkpoint "
+                                    f"at {s['step']}")
+                extra = mine["extra"]
+            self.method.load_extra_state(extra)
             torch.set_rng_state(s["rng"]["torch"].cpu())
             random.setstate((3, tuple(s["rng"]["python"]), None))
             if s["rng"]["cuda"]:
@@ -635,6 +653,11 @@ class Trainer:
         self.history = self._read_history(path, s)
         self.step, self.wall, self.best = s["step"], float(s.get("wall_seconds", 0.0)), s.get("best")
         self.saved_step = self.step
+        if (self.out / BEST).is_file() and self.rank == 0:      # written after this checkpoint by a killed run?
+            kept = read_checkpoint(self.out / BEST, "best weights", ("best", "nets")).get("best")
+            if kept != self.best:
+                (self.out / BEST).unlink()
+                self.best = None
 
     def save_samples(self, batch: dict) -> Path:
         import matplotlib.pyplot as plt

@@ -504,8 +504,12 @@ def hidden_lesion(model, data, split: str = "test", batch_size: int = 16) -> Res
       output hides it in its pixels (CycleGAN's "steganography"), a ghost that keeps the cycle
       loss low. Negative: the output is an even worse starting point than the truth.
 
-    Needs a model with both generators (``translate(x, "AB")`` and ``translate(x, "BA")``) and
-    phantom data (a healthy ground truth).
+    PHS-GAN rebuilds with its reconstructor and the map its segmentor finds in x,
+    ``R(., S(x))``: told where the lesion is, it needs no hidden copy, so its leak should be
+    near 0 whatever its generator does (the paper's answer to the one-to-many problem).
+
+    Needs a model with both generators (``translate(x, "AB")`` and ``translate(x, "BA")``) or
+    PHS-GAN's ``reconstruct`` and ``segment``, and phantom data (a healthy ground truth).
     """
     from .data import load_prepared
     from .utils import OptionError
@@ -515,15 +519,21 @@ def hidden_lesion(model, data, split: str = "test", batch_size: int = 16) -> Res
     model = load_model(model)
     if not data.has_ground_truth:
         raise OptionError("hidden_lesion needs a phantom's healthy ground truth; this data has none")
-    if "G_BA" not in getattr(model, "nets", {}):
-        raise OptionError("hidden_lesion needs both generators (G_AB and G_BA); this model has no G_BA")
+    nets = getattr(model, "nets", {})
+    if "G_BA" in nets:
+        back = lambda x, t: model.translate(t, "BA")                               # noqa: E731
+    elif "R" in nets and "S" in nets:
+        back = lambda x, t: model.reconstruct(t, model.segment(x))                  # noqa: E731
+    else:
+        raise OptionError("hidden_lesion needs a way back to the lesion: a second generator G_BA (CycleGAN) "
+                          "or a reconstructor R with a segmentor S (PHS-GAN); this model has neither")
     idx = _split(data, split, 1)
     x, truth, masks = _stack(data.images, idx), _stack(data.healthy, idx), data.masks[idx]
-    dev = _device(model)
+    dev, w = _device(model), x.shape[-1]
     with eval_mode(model):
-        back = lambda t: model.translate(t, "BA")                                  # noqa: E731
-        rec, _ = _run(lambda t: back(model.translate(t, "AB")), x, dev, batch_size)
-        from_truth, _ = _run(back, truth, dev, batch_size)
+        rec, _ = _run(lambda t: back(t, model.translate(t, "AB")), x, dev, batch_size)
+        # input and truth side by side in one array, so that each batch holds both
+        from_truth, _ = _run(lambda t: back(t[..., :w], t[..., w:]), np.concatenate([x, truth], -1), dev, batch_size)
     per = {key: [M.lesion_fidelity(r, xi, xi, m)["mae"] for r, xi, m in zip(out, x, masks)]
            for key, out in (("mae_from_output", rec), ("mae_from_truth", from_truth))}
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -25,18 +25,20 @@ from .utils import OptionError, arg_at_least, arg_number
 
 PRESETS = {
     "fast": {"steps": 6, "batch_size": 2, "size": 64, "log_every": 2, "ckpt_every": 3,
-             "options": {"ngf": 8, "n_blocks": 1, "ndf": 8, "unet_downs": 6}},
-    # cpu and sweep keep PyTorch's initialisation: the shipped models and the recipe search were
-    # trained with it (the reference N(0, 0.02) is the methods' default, used by colab and paper)
+             "options": {"ngf": 8, "n_blocks": 1, "ndf": 8, "unet_downs": 6, "s_ngf": 4}},
     "cpu": {"steps": 1500, "batch_size": 4, "size": 128, "log_every": 10, "ckpt_every": 250,
-            "options": {"ngf": 32, "n_blocks": 6, "ndf": 32, "unet_downs": 7, "init": "pytorch"}},
+            "options": {"ngf": 32, "n_blocks": 6, "ndf": 32, "unet_downs": 7}},
     "sweep": {"steps": 1200, "batch_size": 4, "size": 128, "log_every": 10, "ckpt_every": 300,
-              "options": {"ngf": 16, "n_blocks": 4, "ndf": 16, "unet_downs": 7, "init": "pytorch"}},
+              "options": {"ngf": 16, "n_blocks": 4, "ndf": 16, "unet_downs": 7}},
     "colab": {"steps": 20000, "batch_size": 4, "size": 128, "log_every": 50, "ckpt_every": 1000,
               "sample_every": 1000, "options": {"ngf": 64, "n_blocks": 9, "ndf": 64, "unet_downs": 7}},
     "paper": {"steps": 300000, "batch_size": 1, "size": 240, "log_every": 100, "ckpt_every": 5000,
               "sample_every": 5000, "options": {"ngf": 64, "n_blocks": 9, "ndf": 64}},
 }
+
+# PyTorch's own initialisation, with which the shipped models of the first methods were trained
+# (the reference N(0, 0.02) is the methods' default; ANT-GAN's recipe search measured it better)
+_TORCH_INIT = {"init": "pytorch"}
 
 # method-specific changes to a preset
 METHOD_PRESETS = {
@@ -46,13 +48,19 @@ METHOD_PRESETS = {
     ("cyclegan", "paper"): {"steps": 20 * 765, "size": 256, "options": {"unet_downs": 8}},
     # the shipped U-Net CycleGAN was trained with pix2pix's 50 % dropout (the reference CycleGAN,
     # and so the default, has none); the ResNet generator has no dropout either way
-    ("cyclegan", "cpu"): {"options": {"dropout": 0.5}},
+    ("cyclegan", "cpu"): {"options": {"dropout": 0.5, **_TORCH_INIT}},
+    ("antgan", "sweep"): {"options": _TORCH_INIT},
     # ANT-GAN's teaching recipe, from the measured search in pseudohealthy_lib/records/antgan.jsonl (chapter 3):
-    # a narrow generator, a wider critic, a high learning rate and many small batches
+    # a narrow generator, a wider critic, a high learning rate, many small batches and the
+    # reference N(0, 0.02) initialisation
     ("antgan", "cpu"): {"steps": 3600, "batch_size": 4, "lr": 1e-3, "ckpt_every": 600,
                         "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 1000.0, "am_dilate": 2}},
+    # PHS-GAN's own networks (its Tables 2-4: 32 base channels, 6 residual blocks) at GPU sizes
+    ("phsgan", "colab"): {"options": {"ngf": 32, "n_blocks": 6, "ndf": 32}},
+    ("phsgan", "paper"): {"options": {"ngf": 32, "n_blocks": 6, "ndf": 32}},
     # the healthiness judge f_pre: a narrow U-Net trained long at a segmentation learning rate
-    ("segmentor", "cpu"): {"steps": 8000, "batch_size": 8, "lr": 1e-3, "ckpt_every": 1000, "options": {"ngf": 16}},
+    ("segmentor", "cpu"): {"steps": 8000, "batch_size": 8, "lr": 1e-3, "ckpt_every": 1000,
+                           "options": {"ngf": 16, **_TORCH_INIT}},
 }
 
 

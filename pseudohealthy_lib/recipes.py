@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import zoo
 from .config import runs_dir, truthy, zoo_dir
-from .data import default, load_prepared
+from .data import default
 from .engine import TrainConfig, Trainer
 from .evaluate import manifest_metrics
 from .methods import get_method
@@ -108,8 +108,9 @@ def reevaluate(name: str, data=None) -> dict:
     info = zoo.manifest(name)
     cfg = info["config"]
     if data is None:
-        data = load_prepared(cfg.get("data") or default.phantom_dataset(
-            cfg.get("subjects"), seed=cfg.get("data_seed", 0), size=cfg["size"]))
+        data = default.training_data(TrainConfig.from_dict(cfg))
+        if cfg.get("folds"):                             # the fold it was trained on: its own test patients
+            data = data.with_folds(cfg["folds"], cfg.get("fold", 0))
     info["metrics"] = manifest_metrics(zoo.load_pretrained(name), data)
     zoo.write_manifest(name, info)
     return info["metrics"]

@@ -1,13 +1,14 @@
 """One trial of the teaching-recipe search: train a short run, score it on a selection phantom.
 
     python scripts/recipe_search.py NAME STEPS [KEY=VALUE ...]
-    python scripts/recipe_search.py --references      # rows for doing nothing and inpainting
+    python scripts/recipe_search.py --references [METHOD]   # rows for doing nothing and inpainting
     python scripts/recipe_search.py --score RUN NAME  # score a finished run folder (e.g. a preset's run)
 
 KEY is a training setting (``batch_size``, ``lr``, ``size``, ``beta1``, ``decay_from``), ``method``
 (default ``antgan``) or a method option (``ngf``, ``n_blocks``, ``ndf``, ``lambda_am``,
 ``lambda_cc``, ``healthy``, ``am_dilate``, ``use_ac``, ...). The trial starts from the ``cpu``
-preset of the method with ``ngf=16 n_blocks=4 ndf=32 lambda_am=100`` unless overridden, trains on
+preset of the method with its :data:`BASE` options (ANT-GAN: ``ngf=16 n_blocks=4 ndf=32
+lambda_am=100``) unless overridden, trains on
 the default phantom (seed 0) and is scored with :func:`pseudohealthy_lib.evaluate.evaluate`
 on every slice of the *selection* phantom (seed 7, 20 subjects): a phantom that no test and no
 chapter uses, so choosing a recipe on it does not tune to the book's test data. The line
@@ -33,7 +34,9 @@ from pseudohealthy_lib.utils import atomic_path                           # noqa
 
 SELECTION_SEED, SELECTION_SUBJECTS = 7, 20
 TOP = ("batch_size", "lr", "size", "beta1", "decay_from")
-BASE = {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 100.0}
+#: the starting options of a trial, per method (a trial's KEY=VALUE pairs override them)
+BASE = {"antgan": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 100.0},
+        "phsgan": {"ngf": 16, "n_blocks": 4, "ndf": 16, "s_ngf": 8}}
 KEYS = ("psnr_lesion", "ssim_lesion", "psnr_tissue", "identity", "dice_max", "healthiness",
         "change_healthy", "checkerboard")
 
@@ -47,12 +50,11 @@ def parse(value: str):
 
 def main(argv: list[str]) -> dict:
     name, steps, *pairs = argv
-    method, top, opts = "antgan", {"batch_size": 8, "lr": 2e-4}, dict(BASE)
-    for kv in pairs:
-        k, _, v = kv.partition("=")
-        if k == "method":
-            method = v
-        elif k in TOP:
+    pairs = dict(kv.partition("=")[::2] for kv in pairs)
+    method = pairs.pop("method", "antgan")
+    top, opts = {"batch_size": 8, "lr": 2e-4}, dict(BASE.get(method, {}))
+    for k, v in pairs.items():
+        if k in TOP:
             top[k] = parse(v)
         else:
             opts[k] = parse(v)
@@ -107,7 +109,7 @@ def append(method: str, row: dict) -> dict:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--references"]:
-        references()
+        references(*sys.argv[2:3])
     elif sys.argv[1:2] == ["--score"]:
         score_run(*sys.argv[2:4])
     else:

@@ -581,7 +581,7 @@ def test_a_rerun_removes_the_temporary_files_of_a_killed_run(tiny_prepared, run_
     has nothing left to train) removes them, but never those of a writer that is still alive."""
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = [run_copy / f".checkpoint.pt.{dead.pid}-abcd1234.tmp.pt", run_copy / f".history.json.{dead.pid}-0123abcd.tmp.json"]
+    stale = [run_copy / f".checkpoint.pt.{dead.pid}-abcd1234.tmp.pt", run_copy / f".history.jsonl.{dead.pid}-0123abcd.tmp.jsonl"]
     live = run_copy / f".checkpoint.pt.{os.getpid()}-feedbeef.tmp.pt"
     for f in (*stale, live):
         f.write_bytes(b"half a file")

@@ -182,6 +182,11 @@ def test_validation_keeps_the_best_weights(tiny_prepared, tmp_path):
     assert best["best"]["score"] == max(r["val_dice"] for r in val)
     assert best["best"]["step"] == max(val, key=lambda r: r["val_dice"])["step"]
     assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["best"] == best["best"]     # kept across resumes
+    # a best.pt that a killed run wrote after its last checkpoint is not this run's: dropped on resume
+    torch.save({**best, "best": {**best["best"], "step": 99}}, tmp_path / BEST)
+    again = Trainer(cfg_for("segmentor", tiny_prepared, steps=3, val_every=1), tmp_path, method=get_method("segmentor"),
+                    progress=False)
+    assert again.best is None and not (tmp_path / BEST).exists()
     with pytest.raises(NotImplementedError, match="has no validate"):
         Trainer(cfg_for("antgan", tiny_prepared, val_every=1), tmp_path / "g", method=get_method("antgan"),
                 progress=False).fit()
@@ -225,3 +230,17 @@ def test_a_config_without_a_version_is_read_as_version_one(tmp_path):
     m = from_config({"method": "segmentor", "options": {"ngf": 4}}, tmp_path / "old.json")
     assert m.cfg.version == 1 and m.opt["init"] == "pytorch"
     assert from_config({"method": "segmentor", "version": 2, "options": {"ngf": 4}}, "x").opt["init"] == "normal"
+
+
+def test_an_optimiser_updated_twice_in_a_step_under_a_gradient_scaler():
+    """A critic trained several times per step: each update unscales its own backward exactly."""
+    from pseudohealthy_lib.engine import StepContext
+
+    net = nn.Linear(2, 1)
+    w0 = net.weight.detach().clone()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    ctx = StepContext(torch.device("cpu"), None, {"D": opt}, torch.amp.GradScaler("cpu", init_scale=2.0 ** 4))
+    for _ in range(2):
+        ctx.backward(net(torch.ones(1, 2)).sum())            # d/dw = 1 for each weight
+        ctx.update("D")
+    assert torch.allclose(net.weight, w0 - 0.2)                # two plain steps of lr * 1: the scale undone

@@ -314,6 +314,29 @@ def test_hidden_lesion_tells_a_ghost_from_an_honest_output(tiny_prepared):
         E.hidden_lesion(Lookup({}), data, "test")
 
 
+class Factorised(torch.nn.Module):
+    """A PHS-GAN-shaped model: G (``translate``), S (``segment``) and R (``reconstruct``)."""
+
+    def __init__(self, g, s, r):
+        super().__init__()
+        self.nets = torch.nn.ModuleDict({"G": torch.nn.Identity(), "S": torch.nn.Identity(), "R": torch.nn.Identity()})
+        self.translate, self.segment, self.reconstruct = (lambda x, d="AB": g(x)), s, r
+
+
+def test_hidden_lesion_of_a_factorised_model(tiny_prepared):
+    """Given the map, R needs no hidden copy: rebuilding from G's output and from the truth agree
+    when G is honest (leak 0); a G that keeps the lesion still shows as a ghost (leak 1)."""
+    data = load_prepared(tiny_prepared)
+    table = {_tanh(data.images[i])[None].numpy().tobytes(): _tanh(data.healthy[i])[None, None]
+             for i in data.select("test", 1)}
+    truth = Lookup(table)._apply_table
+    paint = lambda h, m: h + 0.5 * m                                             # noqa: E731
+    honest = E.hidden_lesion(Factorised(truth, lambda x: (x > 0).float(), paint), data, "test")
+    assert honest["leak"] == pytest.approx(0.0, abs=1e-6) and honest["mae_from_output"] > 0
+    ghost = E.hidden_lesion(Factorised(lambda x: x, lambda x: torch.zeros_like(x), lambda h, m: h), data, "test")
+    assert ghost["mae_from_output"] == 0 and ghost["leak"] == 1
+
+
 def test_recipe_trials_table_of_the_recorded_search():
     t = E.recipe_trials("antgan")
     assert list(t.index[:2]) == ["do nothing", "inpainting"]             # references first

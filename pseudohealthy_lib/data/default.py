@@ -40,3 +40,11 @@ def phantom_dataset(subjects: int | None = None, lesion: str = "glioma", seed: i
         prepare(vols, out, modality=modality, size=size, max_cases=subjects, seed=seed,
                 progress=progress, **prepare_kw)
     return out
+
+
+def training_data(cfg, progress: bool = True):
+    """The prepared slices a training config names: its ``data`` file, else the default phantom
+    of its ``subjects``, ``data_seed`` and ``size`` (made and cached on first use)."""
+    from .prepared import load_prepared
+
+    return load_prepared(cfg.data or phantom_dataset(cfg.subjects, seed=cfg.data_seed, size=cfg.size, progress=progress))

@@ -377,12 +377,14 @@ class UnpairedDataset(_SliceDataset):
     paired with a twin of its own subject, so the pairs stay unpaired.
 
     Items are dicts of (1, S, S) float tensors: ``A``, ``B``, ``A_mask`` (A's own lesion mask,
-    in {0, 1}) and, for phantoms, ``A_healthy`` (A's ground truth, for evaluation only). The
-    length is the larger of the two pools; :meth:`set_epoch` reshuffles the pairing (seeded).
+    in {0, 1}) and, for phantoms, ``A_healthy`` (A's ground truth, for evaluation only). With
+    ``other_mask=True`` they also hold ``M``: the lesion mask (in {0, 1}) of a pathological
+    slice of *another subject* (PHS-GAN's unpaired setting: real masks that do not belong to A).
+    The length is the larger of the two pools; :meth:`set_epoch` reshuffles the pairing (seeded).
     """
 
     def __init__(self, data: PreparedSlices, split: str = "train", value_range: str = "tanh",
-                 seed: int = 0, domain_b: str = "healthy", healthy: str = "slices"):
+                 seed: int = 0, domain_b: str = "healthy", healthy: str = "slices", other_mask: bool = False):
         super().__init__(data, value_range)
         if domain_b not in ("healthy", "mask"):
             raise ValueError(f"domain_b must be 'healthy' or 'mask', not '{domain_b}'")
@@ -397,16 +399,18 @@ class UnpairedDataset(_SliceDataset):
         if len(self.path) == 0 or len(self.other) == 0:
             raise ValueError(f"split '{split}' needs pathological ({len(self.path)}) and "
                              f"{domain_b} ({len(self.other)}) slices")
-        if self.twins and len(set(data.subjects[self.path].tolist())) < 2:
-            raise ValueError(f"split '{split}': healthy='twins' pairs each slice with another subject's twin, "
-                             "so it needs lesion slices of at least 2 subjects")
-        self.seed = seed
+        for flag, what in ((self.twins, "healthy='twins' pairs each slice with another subject's twin"),
+                           (other_mask, "other_mask=True draws each slice's mask from another subject")):
+            if flag and len(set(data.subjects[self.path].tolist())) < 2:
+                raise ValueError(f"split '{split}': {what}, so it needs lesion slices of at least 2 subjects")
+        self.seed, self.other_mask = seed, other_mask
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the pairing of pathological and domain-B slices for ``epoch`` (seeded)."""
         rng = np.random.default_rng([self.seed, epoch])
         self._pa, self._pb = rng.permutation(len(self.path)), rng.permutation(len(self.other))
+        self._pm = rng.permutation(len(self.path))
 
     def __len__(self) -> int:
         return max(len(self.path), len(self.other))
@@ -415,10 +419,7 @@ class UnpairedDataset(_SliceDataset):
         a = self.path[self._pa[i % len(self.path)]]
         b = self.other[self._pb[i % len(self.other)]]
         if self.twins:                    # the next twin in the shuffled order from another subject
-            for k in range(1, len(self.other)):
-                if self.data.subjects[b] != self.data.subjects[a]:
-                    break
-                b = self.other[self._pb[(i + k) % len(self.other)]]
+            b = self._other_subject(a, self.other, self._pb, i)
         mask_a = torch.from_numpy(self.data.masks[a].astype(np.float32))[None]
         if self.domain_b == "healthy":
             img_b = self._img(self.data.healthy if self.twins else self.data.images, b)
@@ -426,9 +427,21 @@ class UnpairedDataset(_SliceDataset):
             m = torch.from_numpy(self.data.masks[b].astype(np.float32))[None]
             img_b = pp.to_tanh_range(m) if self.tanh else m
         item = {"A": self._img(self.data.images, a), "B": img_b, "A_mask": mask_a}
+        if self.other_mask:
+            m = self._other_subject(a, self.path, self._pm, i)
+            item["M"] = torch.from_numpy(self.data.masks[m].astype(np.float32))[None]
         if self.data.healthy is not None:
             item["A_healthy"] = self._img(self.data.healthy, a)
         return item
+
+    def _other_subject(self, a: int, pool: np.ndarray, order: np.ndarray, i: int) -> int:
+        """The slice of ``pool`` at position ``i`` of ``order``, or the next one there whose
+        subject is not slice ``a``'s."""
+        for k in range(len(pool)):
+            b = pool[order[(i + k) % len(pool)]]
+            if self.data.subjects[b] != self.data.subjects[a]:
+                return b
+        return b
 
 
 class PairedDataset(_SliceDataset):

@@ -32,7 +32,7 @@ class Segmentor(Segmenter):
     # lesion-free slices in training (pathological_only False), soft Dice pooled over the batch
     # (batch_dice: lesion-free slices are then penalised for every pixel they flag), random
     # flips and quarter turns (augment), Adam's usual beta1 0.9 for segmentation (the GANs' 0.5
-    # is for adversarial games); lambda_clean weights a slice-level term for lesion-free slices
+    # is for adversarial games; this option, not the config's beta1, sets it); lambda_clean weights a slice-level term for lesion-free slices
     # (see training_step); min_size drops flagged specks smaller than that many pixels.
     defaults = {"ngf": 16, "unet_downs": 7, "dropout": 0.0, "lambda_dice": 1.0, "pathological_only": False,
                 "batch_dice": True, "beta1": 0.9, "augment": True, "healthy_twins": False, "lambda_clean": 0.0,
@@ -80,9 +80,10 @@ class Segmentor(Segmenter):
 
     @staticmethod
     def augment(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same random flip (left-right, up-down) and quarter turn for each image and its
-        mask: a lesion detector should not depend on where in the brain lesions were seen in
-        training. Draws from torch's global generator, which checkpoints save and restore."""
+        """One random flip (left-right, up-down) and quarter turn per batch, applied to all its
+        images and masks alike: a lesion detector should not depend on where in the brain
+        lesions were seen in training. Draws from torch's global generator, which checkpoints
+        save and restore."""
         k, fh, fv = torch.randint(4, (1,)).item(), torch.rand(1).item() < 0.5, torch.rand(1).item() < 0.5
         out = []
         for t in (image, mask):

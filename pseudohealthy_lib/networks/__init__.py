@@ -1,5 +1,6 @@
-"""Networks: generators (ResNet, U-Net), the PatchGAN discriminator and their initialisation."""
-from .discriminators import PatchGAN
-from .generators import ResnetGenerator, UnetGenerator, init_weights
+"""Networks: generators (ResNet, U-Net, PHS-GAN's residual U-Net), the discriminators and their
+initialisation."""
+from .discriminators import PatchGAN, PHSCritic
+from .generators import ResnetGenerator, ResUnet, UnetGenerator, init_weights
 
-__all__ = ["ResnetGenerator", "UnetGenerator", "PatchGAN", "init_weights"]
+__all__ = ["ResnetGenerator", "UnetGenerator", "ResUnet", "PatchGAN", "PHSCritic", "init_weights"]

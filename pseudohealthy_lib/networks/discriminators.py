@@ -1,4 +1,5 @@
-"""PatchGAN discriminator (ANT-GAN Table III; pix2pix / CycleGAN's 70x70 PatchGAN)."""
+"""Discriminators: the PatchGAN (ANT-GAN Table III; pix2pix / CycleGAN's 70x70 PatchGAN) and
+PHS-GAN's critics (its Table 4)."""
 from __future__ import annotations
 
 from torch import nn
@@ -33,6 +34,26 @@ class PatchGAN(nn.Module):
             nn.Conv2d(2 * ndf, 4 * ndf, 4, 2, 1), _norm(4 * ndf), lrelu(),             # Conv3
             same(), nn.Conv2d(4 * ndf, 4 * ndf, 4, 1), _norm(4 * ndf), lrelu(),        # Conv4
             same(), nn.Conv2d(4 * ndf, 1, 4, 1))                                       # Conv5
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class PHSCritic(nn.Module):
+    """PHS-GAN Table 4, the critics D_x (images) and D_m (masks). (B, in_ch, H, W) ->
+    (B, 1, H/16, W/16): four 4x4 stride-2 convs with instance norm and leaky ReLU, widths
+    ndf, 4 ndf, 8 ndf, 16 ndf (32, 128, 256, 512 in the table), then a 4x4 stride-1 conv to one
+    score per patch. No sigmoid: the least-squares loss regresses the raw scores.
+    """
+
+    def __init__(self, in_ch: int = 1, ndf: int = 32):
+        super().__init__()
+        layers, cin = [], in_ch
+        for w in (ndf, 4 * ndf, 8 * ndf, 16 * ndf):
+            layers += [nn.Conv2d(cin, w, 4, 2, 1), _norm(w), nn.LeakyReLU(0.2, True)]
+            cin = w
+        layers += [nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(cin, 1, 4, 1)]
+        self.body = nn.Sequential(*layers)
 
     def forward(self, x):
         return self.body(x)

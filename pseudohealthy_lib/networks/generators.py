@@ -17,13 +17,22 @@ def _norm(ch: int) -> nn.Module:
     return nn.InstanceNorm2d(ch, affine=False, track_running_stats=False)
 
 
-class ResidualBlock(nn.Module):
-    """Table II: conv3x3-IN-ReLU-conv3x3-IN, added to the input. (B, C, h, w) -> same."""
+def _act(kind: str) -> nn.Module:
+    if kind == "relu":
+        return nn.ReLU(True)
+    if kind == "leaky":
+        return nn.LeakyReLU(0.2, True)
+    raise ValueError(f"unknown activation '{kind}': use 'relu' or 'leaky'")
 
-    def __init__(self, ch: int):
+
+class ResidualBlock(nn.Module):
+    """ANT-GAN Table II: conv3x3-IN-ReLU-conv3x3-IN, added to the input. (B, C, h, w) -> same.
+    ``act='leaky'``: leaky ReLU (slope 0.2) instead, as PHS-GAN's Tables 2-3."""
+
+    def __init__(self, ch: int, act: str = "relu"):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch), _act(act),
             nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch))
 
     def forward(self, x):
@@ -61,10 +70,15 @@ class ResnetGenerator(nn.Module):
     ``shortcut=True`` adds ANT-GAN's global shortcut: the input is added to Conv4's output before
     the tanh, so the network only has to learn a *change* of the image (Fig. 3, red arrow).
     ``deconv1_width`` overrides Deconv1's width (Table I: 4*ngf; CycleGAN's reference: 2*ngf).
+
+    PHS-GAN's generator G and reconstructor R (its Tables 2 and 3) are the same network with
+    ``ngf=32, n_blocks=6, upsample='resize', deconv1_width=64, block_act='leaky',
+    final_kernel=3`` (and ``in_ch=2`` for R, which sees an image and a mask).
     """
 
     def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, n_blocks: int = 9,
-                 shortcut: bool = False, upsample: str = "transpose", deconv1_width: int | None = None):
+                 shortcut: bool = False, upsample: str = "transpose", deconv1_width: int | None = None,
+                 block_act: str = "relu", final_kernel: int = 7):
         super().__init__()
         if shortcut and in_ch != out_ch:
             raise ValueError("the global shortcut needs in_ch == out_ch")
@@ -73,10 +87,10 @@ class ResnetGenerator(nn.Module):
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7), _norm(ngf), nn.ReLU(True),            # Conv1
                   nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1), _norm(2 * ngf), nn.ReLU(True),         # Conv2
                   nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1), _norm(4 * ngf), nn.ReLU(True)]     # Conv3
-        layers += [ResidualBlock(4 * ngf) for _ in range(n_blocks)]                                       # RB x 9
+        layers += [ResidualBlock(4 * ngf, block_act) for _ in range(n_blocks)]                            # RB x 9
         layers += [*_up(4 * ngf, d1, upsample), _norm(d1), nn.ReLU(True),                                 # Deconv1
                    *_up(d1, ngf, upsample), _norm(ngf), nn.ReLU(True),                                    # Deconv2
-                   nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7)]                                      # Conv4
+                   nn.ReflectionPad2d(final_kernel // 2), nn.Conv2d(ngf, out_ch, final_kernel)]           # Conv4
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,3 +185,47 @@ def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
     return net
+
+
+class ResUnet(nn.Module):
+    """PHS-GAN's segmentor S: the U-Net of Ronneberger et al. (two 3x3 convs per level, 2x2 max
+    pooling down, 2x2 transposed convs up, skips by concatenation) with leaky ReLUs and a
+    residual connection around each level's convs, as the paper's appendix describes.
+    Instance norm after each conv. (B, in_ch, H, W) -> logits (B, out_ch, H, W); sides
+    divisible by ``2**depth``.
+    """
+
+    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 16, depth: int = 4):
+        super().__init__()
+        self.depth = depth
+        widths = [ngf * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList([_ResLevel(in_ch if i == 0 else widths[i - 1], widths[i]) for i in range(depth + 1)])
+        self.ups = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)])
+        self.up = nn.ModuleList([_ResLevel(2 * widths[i], widths[i]) for i in range(depth)])
+        self.out = nn.Conv2d(widths[0], out_ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = 2 ** self.depth
+        if x.shape[-1] % side or x.shape[-2] % side:
+            raise ValueError(f"ResUnet of depth {self.depth} needs sides divisible by {side}, got {tuple(x.shape[-2:])}")
+        skips = []
+        for i, level in enumerate(self.down):
+            x = level(x if i == 0 else nn.functional.max_pool2d(x, 2))
+            skips.append(x)
+        for i in reversed(range(self.depth)):
+            x = self.up[i](torch.cat([self.ups[i](x), skips[i]], 1))
+        return self.out(x)
+
+
+class _ResLevel(nn.Module):
+    """conv3-IN-leaky-conv3-IN plus a (1x1-projected) shortcut, then leaky ReLU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), _norm(cout), nn.LeakyReLU(0.2, True),
+                                  nn.Conv2d(cout, cout, 3, padding=1), _norm(cout))
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+        self.act = nn.LeakyReLU(0.2, True)
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.skip(x))

@@ -1,0 +1,208 @@
+"""PHS-GAN (Xia, Chartsias and Tsaftaris): pseudo-healthy synthesis by factorising pathology.
+
+A pathological slice x_p is split into two factors, a healthy-looking image and a map of where
+the disease is, and the two must be enough to put x_p back together:
+
+    x~_h = G(x_p)          the pseudo-healthy image        (generator, Table 2)
+    m~_p = S(x_p)          the pathology map, in [0, 1]    (segmentor: a residual U-Net)
+    x^_p = R(x~_h, m~_p)   the reconstruction              (reconstructor, Table 3)
+
+Because R is *told* where the lesion was, G has no reason to hide it in its output: this is the
+paper's answer to CycleGAN's one-to-many problem (one healthy image, many possible lesions).
+A second cycle starts from a healthy slice x_h and a black map m_h = 0:
+
+    Cycle P-H:  x_p -> (G, S) -> (x~_h, m~_p) -> R -> x^_p
+    Cycle H-H:  (x_h, m_h) -> R -> x~_h' -> G -> x^_h,   x~_h' -> S -> m^_h
+
+The losses (Sec. 3.4; numbered here as in the book's chapter):
+
+    L_CC   = |R(G(x_p), S(x_p)) - x_p|_1 + |G(R(x_h, m_h)) - x_h|_1 + |S(R(x_h, m_h)) - m_h|_1     (1)
+    L_GAN1 = 1/2 (D_x(G(x_p)) - 1)^2 + 1/2 (D_x(R(x_h, m_h)) - 1)^2      for G and R          (2)
+             D_x: real healthy slices -> 1, both kinds of fake -> 0 (least squares)
+    L_Seg  = Dice loss of S(x_p) against x_p's own mask                   paired setting      (3)
+    L_GAN2 = 1/2 (D_m(S(x_p)) - 1)^2; D_m: real masks of *other* volumes -> 1   unpaired       (4)
+
+    L_paired   = 10 L_CC + 1 L_GAN1 + 10 L_Seg                                                  (5)
+    L_unpaired = 10 L_CC + 2 L_GAN1 + 10 L_GAN2
+
+The third term of (1) is a mean absolute error, not a Dice loss: against an all-black target
+every prediction has Dice loss 1, so Dice could not tell a clean map from a noisy one.
+
+``setting='gan'`` is the paper's conditional-GAN baseline: G alone, trained with the first half
+of (2) against real healthy slices; nothing ties its output to its input.
+
+``lambda_seg`` is the paper's lambda_3 in both settings: the weight of L_Seg (paired) or of
+L_GAN2 (unpaired).
+
+Choices where the paper is silent or unclear: images are in [-1, 1] with a tanh output (the
+paper's sigmoid on [0, 1] images, rescaled); the critics see one channel (Table 4 lists two
+without saying what the second is) and output raw least-squares scores (no sigmoid); each
+critic's loss is the mean of its real and fake terms (half the paper's sum; Adam makes the scale
+irrelevant); R outputs one image (Table 3 lists two channels, but no loss uses a second); leaky
+ReLUs have slope 0.2; reflection padding in G and R (Keras pads with zeros); S is a residual
+U-Net of depth 4 with ``s_ngf=16`` base channels (Ronneberger's has 64) and instance norm; no
+image history (``pool_size=0``); Adam at the engine's lr 2e-4, beta1 0.5, with the engine's
+default schedule (constant, then linear decay to zero; the paper gives none).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .. import losses as L
+from ..data.prepared import UnpairedDataset
+from ..networks import PHSCritic, ResnetGenerator, ResUnet, init_weights
+from ..utils import OptionError
+from .base import ImagePool, Translator, register, set_requires_grad
+
+SETTINGS = ("paired", "unpaired", "gan")
+
+
+@register
+class PHSGAN(Translator):
+    name = "phsgan"
+    pseudo_healthy = True
+    defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
+                "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "pool_size": 0,
+                "init": "normal", "init_gain": 0.02}
+    choices = {"setting": SETTINGS, "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
+    ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
+              "lambda_cc": (0, None), "lambda_seg": (0, None), "pool_size": (0, None), "init_gain": (0, None)}
+    variants = {"paired": {"setting": "paired"}, "unpaired": {"setting": "unpaired"},
+                "conditional-gan": {"setting": "gan"}}
+
+    @classmethod
+    def resolve_options(cls, options, version):
+        o = super().resolve_options(options, version)
+        lam = o["lambda_gan"]
+        if lam is None:                                  # Sec. 4.1: 1 paired, 2 unpaired ("focus on synthesis")
+            o["lambda_gan"] = 2.0 if o["setting"] == "unpaired" else 1.0
+        elif isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
+            raise OptionError(f"phsgan option lambda_gan: expected a finite number of at least 0 or null, got {lam!r}")
+        return o
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        o = self.opt
+
+        def generator(in_ch):                            # Tables 2 and 3
+            return ResnetGenerator(in_ch, 1, o["ngf"], o["n_blocks"], upsample="resize", deconv1_width=2 * o["ngf"],
+                                   block_act="leaky", final_kernel=3)
+        nets = {"G": generator(1), "D_x": PHSCritic(1, o["ndf"])}
+        if o["setting"] != "gan":
+            nets |= {"S": ResUnet(1, 1, o["s_ngf"], o["s_depth"]), "R": generator(2)}
+        if o["setting"] == "unpaired":
+            nets["D_m"] = PHSCritic(1, o["ndf"])
+        self.nets = nn.ModuleDict({k: init_weights(v, o["init"], o["init_gain"]) for k, v in nets.items()})
+        self.pool = ImagePool(o["pool_size"], seed=cfg.seed)
+
+    def check_side(self, side):
+        need = max(16, 2 ** self.opt["s_depth"]) if self.opt["setting"] != "gan" else 16
+        if side % need:
+            raise OptionError(f"images of {side}x{side} do not suit phsgan: its critics (and its segmentor of depth "
+                              f"{self.opt['s_depth']}) need sides divisible by {need}")
+
+    # -- engine interface
+    def dataset(self, data, split):
+        return UnpairedDataset(data, split, seed=self.cfg.seed, other_mask=self.opt["setting"] == "unpaired")
+
+    def example_batch(self, batch_size, size, device="cpu"):
+        batch = super().example_batch(batch_size, size, device)
+        return batch | {"M": batch["A_mask"].flip(-1)}
+
+    def optimizers(self):
+        gens = [self.nets[k] for k in ("G", "S", "R") if k in self.nets]
+        critics = [self.nets[k] for k in ("D_x", "D_m") if k in self.nets]
+        return {"G": self.adam(*gens), "D": self.adam(*critics)}
+
+    def exported(self):
+        return [k for k in ("G", "S", "R") if k in self.nets]
+
+    def segment(self, x: torch.Tensor) -> torch.Tensor:
+        """S: the pathology map, probabilities (B, 1, H, W)."""
+        return torch.sigmoid(self.nets["S"](x).float())
+
+    def reconstruct(self, healthy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """R: a pathological image from a healthy-looking one and a map in [0, 1]."""
+        return self.nets["R"](torch.cat([healthy, mask.to(healthy.dtype)], 1))
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        """Both cycles' outputs for one batch (the names follow the module docstring)."""
+        x_p, x_h = batch["A"], batch["B"]
+        out = {"x_h_fake": self.nets["G"](x_p)}
+        if self.opt["setting"] == "gan":
+            return out
+        m_h = torch.zeros_like(x_h)
+        out["m_p_fake"] = torch.sigmoid(self.nets["S"](x_p))
+        out["x_p_rec"] = self.reconstruct(out["x_h_fake"], out["m_p_fake"])          # Cycle P-H
+        out["x_h_from_r"] = self.reconstruct(x_h, m_h)                              # Cycle H-H
+        g_and_s = self.nets["G"](out["x_h_from_r"]), torch.sigmoid(self.nets["S"](out["x_h_from_r"]))
+        out["x_h_rec"], out["m_h_rec"] = g_and_s
+        return out
+
+    def generator_losses(self, batch, out) -> dict[str, torch.Tensor]:
+        """The weighted terms of Eq. (5) (G, S and R minimise their sum)."""
+        o, n = self.opt, self.nets
+        lsgan = lambda pred: L.gan_loss(pred, True, "lsgan")        # noqa: E731
+        terms = {"gan_G": o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_fake"]))}                      # Eq. (2)
+        if o["setting"] == "gan":
+            return terms
+        terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                      # Eq. (2)
+        terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
+        terms["cc_H"] = o["lambda_cc"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
+        terms["cc_M"] = o["lambda_cc"] * out["m_h_rec"].float().abs().mean()                              # Eq. (1)
+        if o["setting"] == "paired":
+            terms["seg"] = o["lambda_seg"] * L.soft_dice_loss(out["m_p_fake"].float(), batch["A_mask"])    # Eq. (3)
+        else:
+            terms["gan_S"] = o["lambda_seg"] * 0.5 * lsgan(n["D_m"](out["m_p_fake"]))                    # Eq. (4)
+        return terms
+
+    def training_step(self, batch, ctx):
+        n = self.nets
+        critics = [n[k] for k in ("D_x", "D_m") if k in n]
+        set_requires_grad(critics, False)
+        with ctx.autocast():
+            out = self(batch)
+            terms = self.generator_losses(batch, out)
+            loss_g = sum(terms.values())
+        ctx.backward(loss_g)
+        ctx.update("G")
+        set_requires_grad(critics, True)
+        with ctx.autocast():
+            fakes = [out["x_h_fake"].detach()] + ([out["x_h_from_r"].detach()] if "x_h_from_r" in out else [])
+            fake = self.pool.query(torch.cat(fakes))
+            pred_real, pred_fake = n["D_x"](torch.cat([batch["B"], fake])).split([len(batch["B"]), len(fake)])
+            d_x = 0.5 * (L.gan_loss(pred_real, True) + L.gan_loss(pred_fake, False))
+            logs = {"D_x": d_x.detach()}
+            loss_d = d_x
+            if "D_m" in n:
+                m_real, m_fake = batch["M"], out["m_p_fake"].detach()
+                pr, pf = n["D_m"](torch.cat([m_real, m_fake.to(m_real.dtype)])).chunk(2)
+                d_m = 0.5 * (L.gan_loss(pr, True) + L.gan_loss(pf, False))
+                logs["D_m"] = d_m.detach()
+                loss_d = loss_d + d_m
+        ctx.backward(loss_d)
+        ctx.update("D")
+        return {"G": loss_g.detach(), **{k: v.detach() for k, v in terms.items()}, **logs}
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "AB") -> torch.Tensor:
+        """G: pseudo-healthy images (B, 1, H, W) in [-1, 1] (only direction ``'AB'`` exists)."""
+        if direction != "AB":
+            raise ValueError("PHS-GAN translates pathological to healthy only (direction 'AB')")
+        return self.nets["G"](x)
+
+    def samples(self, batch):
+        out = {"x_p": batch["A"], "G(x_p)": self.nets["G"](batch["A"])}
+        if "S" in self.nets:
+            m = self.segment(batch["A"])
+            out |= {"S(x_p)": m * 2 - 1, "R(G, S)": self.reconstruct(out["G(x_p)"], m)}
+        return out
+
+    def extra_state(self):
+        return {"pool": self.pool.state_dict()}
+
+    def load_extra_state(self, state):
+        self.pool.load_state_dict(state["pool"], next(self.parameters()).device)

@@ -1,0 +1,88 @@
+"""PHS-GAN (methods/phsgan.py): the networks of its appendix tables, its losses and settings, and
+the unpaired setting's masks from other volumes."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from pseudohealthy_lib import losses as L
+from pseudohealthy_lib.data import load_prepared
+from pseudohealthy_lib.data.prepared import UnpairedDataset
+from pseudohealthy_lib.engine import TrainConfig
+from pseudohealthy_lib.methods import PHSGAN
+from pseudohealthy_lib.networks import PHSCritic, ResnetGenerator, ResUnet
+from pseudohealthy_lib.utils import OptionError
+
+
+def phs(setting="paired", **opts) -> PHSGAN:
+    return PHSGAN(TrainConfig(method="phsgan", options={"setting": setting, **opts}))
+
+
+def test_networks_have_the_shapes_of_the_appendix_tables():
+    m = phs()
+    x = torch.zeros(1, 1, 208, 160)                     # the paper's slices
+    g = m.nets["G"]
+    widths = [c.out_channels for c in g.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert widths[:3] == [32, 64, 128] and widths[-3:] == [64, 32, 1]          # Table 2, first and last layers
+    assert sum(isinstance(b, torch.nn.LeakyReLU) for b in g.modules()) == 6   # one per residual block
+    assert g(x).shape == x.shape
+    assert m.nets["R"].body[1].in_channels == 2 and m.reconstruct(x, x).shape == x.shape   # Table 3: image and map in
+    assert m.nets["D_x"](x).shape == (1, 1, 13, 10)                            # Table 4: 13x10 scores
+    assert [c.out_channels for c in m.nets["D_x"].modules() if isinstance(c, torch.nn.Conv2d)] == [32, 128, 256, 512, 1]
+    assert m.nets["S"](torch.zeros(1, 1, 208, 160)).shape == x.shape
+    with pytest.raises(ValueError, match="divisible by 16"):
+        ResUnet(depth=4)(torch.zeros(1, 1, 200, 160))
+    assert isinstance(m.nets["S"], ResUnet) and isinstance(m.nets["D_x"], PHSCritic) and isinstance(g, ResnetGenerator)
+
+
+def test_each_setting_has_its_networks_terms_and_weights():
+    batch = phs().example_batch(2, 32)
+    expect = {"paired": ({"G", "S", "R", "D_x"}, {"gan_G", "gan_R", "cc_P", "cc_H", "cc_M", "seg"}, 1.0),
+              "unpaired": ({"G", "S", "R", "D_x", "D_m"}, {"gan_G", "gan_R", "cc_P", "cc_H", "cc_M", "gan_S"}, 2.0),
+              "gan": ({"G", "D_x"}, {"gan_G"}, 1.0)}
+    for setting, (nets, terms, lam) in expect.items():
+        m = phs(setting, ngf=4, n_blocks=1, s_ngf=4, ndf=4)
+        assert set(m.nets) == nets and m.opt["lambda_gan"] == lam, setting        # Sec. 4.1: lambda_2 = 1 or 2
+        assert set(m.generator_losses(batch, m(batch))) == terms, setting
+    assert phs("unpaired", lambda_gan=0.5).opt["lambda_gan"] == 0.5
+    with pytest.raises(OptionError, match="lambda_gan: expected a finite number of at least 0 or null, got 'x'"):
+        phs(lambda_gan="x")
+    with pytest.raises(OptionError, match=r"phsgan option setting: expected one of 'paired', 'unpaired', 'gan'"):
+        phs("semi")
+
+
+def test_the_cycle_terms_follow_eq_1():
+    """A perfect G/S/R (identity image maps, black masks) pays nothing in L_CC; a segmentor that
+    flags every pixel of a healthy slice pays lambda_CC for the third term."""
+    m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4)
+    batch = m.example_batch(2, 32)
+    batch["B"] = batch["A"].clone()
+    out = {"x_h_fake": batch["A"], "m_p_fake": batch["A_mask"], "x_p_rec": batch["A"], "x_h_from_r": batch["B"],
+           "x_h_rec": batch["B"], "m_h_rec": torch.zeros_like(batch["B"])}
+    t = m.generator_losses(batch, out)
+    assert t["cc_P"] == t["cc_H"] == t["cc_M"] == 0 and t["seg"] < 1e-4
+    t = m.generator_losses(batch, out | {"m_h_rec": torch.ones_like(batch["B"])})
+    assert t["cc_M"] == pytest.approx(10.0)
+    # why not Dice for that term: against a black target, one false pixel and a map that flags
+    # everything both cost a Dice loss of about 1; the mean absolute error tells them apart
+    black, speck = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
+    speck[..., 0, 0] = 1
+    assert L.soft_dice_loss(speck, black).item() > 0.99 and L.soft_dice_loss(torch.ones_like(black), black).item() > 0.99
+    assert speck.abs().mean() == 1 / 64 and torch.ones_like(black).abs().mean() == 1
+
+
+def test_unpaired_masks_come_from_other_subjects(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    data = dataclasses.replace(data, split=np.full(len(data), "train"))       # all three subjects
+    d = UnpairedDataset(data, "train", other_mask=True)
+    for i in range(len(d)):
+        item = d[i]
+        a = d.path[d._pa[i % len(d.path)]]
+        owners = {data.subjects[j] for j in d.path if np.array_equal(data.masks[j], item["M"][0].numpy())}
+        assert owners - {data.subjects[a]}, i             # some other subject has exactly this mask
+    one = dataclasses.replace(data, subjects=np.full(len(data), "same"))
+    with pytest.raises(ValueError, match="other_mask=True draws each slice's mask from another subject"):
+        UnpairedDataset(one, "train", other_mask=True)
