@@ -677,8 +677,9 @@ def recipe_trials(method: str = "antgan"):
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     refs = [r for r in rows if r["name"].startswith("reference")]
     trials = [r for r in rows if not r["name"].startswith("reference")]
-    defaults = get_method(method).defaults      # options a trial did not set (or that came later) had these
-    flat = [{"batch_size": r["batch_size"], "lr": r["lr"], "size": r["size"], **defaults, **r["options"]} for r in trials]
+    resolve = get_method(method).resolve_options      # options a trial did not set had their values of its version
+    flat = [{"batch_size": r["batch_size"], "lr": r["lr"], "size": r["size"], **resolve(r["options"], r.get("version", 1))}
+            for r in trials]
     varying = [k for k in flat[0] if len({json.dumps(f.get(k)) for f in flat}) > 1] if flat else []
     scores = ("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness")
     table = [{"trial": r["name"].removeprefix("reference: "), **{k: "" for k in varying}, "steps": None,

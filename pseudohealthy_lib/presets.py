@@ -118,8 +118,9 @@ def method_options(method, variant: str | None, sets: list[str] | None) -> dict:
     options = {}
     if variant is not None:
         if not method.variants:
-            raise OptionError(f"--variant: {method.name} has no variants (only "
-                              f"{', '.join(m.name for m in REGISTRY.values() if m.variants)} has); use --set")
+            have = [m.name for m in REGISTRY.values() if m.variants]
+            raise OptionError(f"--variant: {method.name} has no variants (only {' and '.join(have)} "
+                              f"{'has' if len(have) == 1 else 'have'} them); use --set")
         if variant not in method.variants:
             raise OptionError(f"--variant: unknown variant '{variant}' of {method.name}; "
                               f"choose from {', '.join(method.variants)}")

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from .config import zoo_dir
-from .engine import CHECKPOINT, Trainer, git_commit, hardware, load_nets, read_checkpoint
-from .methods import from_config
+from .engine import CHECKPOINT, TrainConfig, Trainer, git_commit, hardware, load_nets, read_checkpoint
+from .methods import from_config, get_method
 from .utils import DataError, atomic_path
 
 SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric
@@ -61,6 +61,17 @@ def manifest(name: str) -> dict:
     if not isinstance(info, dict):
         raise DataError(f"{path}: zoo manifest must be a JSON object, got {type(info).__name__}")
     return info
+
+
+def training_facts(name: str) -> dict:
+    """What zoo model ``name`` was trained with, from its manifest: image size, steps, batch,
+    learning rate, seed and every option of its method resolved to the value it had (defaults
+    included, read with the config's version), plus the minutes of training and the commit."""
+    info = manifest(name)
+    cfg = TrainConfig.from_dict(info["config"])
+    opts = get_method(cfg.method).resolve_options(cfg.options, cfg.version)
+    return {"size": cfg.size, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+            **opts, "minutes": round(info.get("wall_seconds", 0) / 60, 1), "commit": str(info.get("commit"))[:8]}
 
 
 def export_model(trainer: Trainer, name: str, metrics: dict | None = None, command: str | None = None) -> Path:

@@ -69,7 +69,7 @@ def score(name: str, model, cfg, seconds: float) -> dict:
     """The row of one trained trial: its settings, time and scores on the selection phantom."""
     res = evaluate(model, selection_data(cfg.size), split="all", segmentor=load_model("segmentor-phantom"))
     return {"name": name, "method": cfg.method, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "size": cfg.size, "options": cfg.options, "train_seconds": round(seconds),
+            "size": cfg.size, "options": cfg.options, "version": cfg.version, "train_seconds": round(seconds),
             "selection_phantom": {"seed": SELECTION_SEED, "subjects": SELECTION_SUBJECTS},
             "hardware": hardware(), "git_commit": git_commit(),
             **{k: res[k] for k in KEYS if isinstance(res.get(k), (int, float))}}
