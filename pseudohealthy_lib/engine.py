@@ -178,9 +178,9 @@ class StepContext:
 
     * ``step`` (0-based, the step being computed), ``total`` (the run's steps) and ``stage`` (the
       name of the current stage where the method declares ``stages``, else None);
-    * :meth:`next_batch`: another batch within the same step (e.g. a critic trained several
+    * ``next_batch()``: another batch within the same step (e.g. a critic trained several
       times per generator step); which slices it holds is a function of (seed, step, draw);
-    * :meth:`autocast`, :meth:`backward` (scaled under fp16) and :meth:`update` (one optimiser's
+    * ``autocast()``, ``backward()`` (scaled under fp16) and ``update()`` (one optimiser's
       update: averaged over processes, unscaled and clipped if ``clip_grad``, stepped, zeroed).
       Call them in pairs, ``backward`` of a loss then ``update`` of its optimiser, as often as a
       step needs (a critic may be updated several times): under fp16 the scale is adjusted
@@ -275,7 +275,7 @@ def read_checkpoint(path: str | Path, what: str = "training checkpoint", keys: t
     return s
 
 
-def load_nets(method: "Method", nets, source: str | Path, names=None) -> None:
+def load_nets(method: torch.nn.Module, nets, source: str | Path, names=None) -> None:
     """Load the state dicts ``nets`` (name -> state dict) into ``method.nets`` (all of them, or
     ``names``); a :class:`~pseudohealthy_lib.utils.DataError` naming ``source`` if they are not the networks of that method."""
     names = list(method.nets) if names is None else list(names)
@@ -303,7 +303,7 @@ class Trainer:
 
     ``method`` is a method class (built here from ``cfg`` after seeding, so that a run's initial
     weights depend on ``cfg.seed`` only) or an instance (its own ``cfg`` is used when ``cfg`` is
-    None). ``data`` is prepared slices (:class:`~pseudohealthy_lib.data.PreparedSlices`);
+    None). ``data`` is prepared slices (:class:`~pseudohealthy_lib.data.prepared.PreparedSlices`);
     None means ``cfg.data``, or the default phantom when that is None too.
     """
 

@@ -14,7 +14,6 @@ paper    the paper's own size, batch and iterations   240x240 (ANT-GAN) / 256x25
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -138,8 +137,8 @@ TRAIN_SETTINGS = ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "s
                   "val_every", "clip_grad")
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of ``python -m pseudohealthy_lib train`` (also how the zoo reads its recipes)."""
+def add_train_arguments(p) -> None:
+    """Add to the ``argparse`` parser ``p`` the arguments of ``python -m pseudohealthy_lib train`` (also how the zoo reads its recipes)."""
     from .methods import REGISTRY
 
     p.add_argument("method", choices=sorted(REGISTRY))
@@ -166,8 +165,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", default=None, metavar="NAME", help="after training, write the zoo model NAME")
 
 
-def train_config(a: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` that parsed ``train`` arguments ``a`` ask for."""
+def train_config(a) -> TrainConfig:
+    """The :class:`~pseudohealthy_lib.engine.TrainConfig` that the parsed ``train`` arguments ``a`` (an
+    ``argparse`` namespace) ask for."""
     from .methods import get_method
 
     if a.data is not None:

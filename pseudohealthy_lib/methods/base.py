@@ -163,7 +163,7 @@ class Method(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must define dataset(data, split)")
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """The optimisers, by name (the names :meth:`StepContext.update` is called with)."""
+        """The optimisers, by name (the names :meth:`~pseudohealthy_lib.engine.StepContext.update` is called with)."""
         raise NotImplementedError(f"{type(self).__name__} must define optimizers()")
 
     def schedulers(self, optimizers: dict) -> dict:

@@ -11,7 +11,7 @@ or lesion masks drawn as images), with the switches the book's chapters need:
 * ``healthy``: domain B's healthy slices are the data's lesion-free slices (``'slices'``) or, on
   phantoms, the healthy twins of other subjects' lesion slices (``'twins'``: same anatomical levels);
 * ``init`` and ``dropout``: the reference implementation's N(0, 0.02) initialisation and no
-  dropout (its CycleGAN default), see :func:`~pseudohealthy_lib.networks.init_weights`.
+  dropout (its CycleGAN default), see :func:`~pseudohealthy_lib.networks.generators.init_weights`.
 
 Equation numbers refer to ANT-GAN (Sun et al.); with A = abnormal and B = normal,
 G_AB is its G_A2N and G_BA its G_N2A.
