@@ -438,33 +438,37 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, desc=self.cfg.method, unit="step",
                    disable=not self.progress or self.rank != 0, dynamic_ncols=True)
         t0 = time.perf_counter()
-        try:
-            while self.step < end:
-                batch = self._batch(self.step)
-                ctx.step, ctx.stage, ctx.draws = self.step, self.stage_of(self.step), 0
-                losses = self.method.training_step(batch, ctx)
-                with warnings.catch_warnings():          # an optimiser idle in this stage still follows its schedule
-                    warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before")
-                    for s in self.schedulers.values():
-                        s.step()
-                self.step += 1
-                pending.append((self.step, losses))          # tensors: no device sync in the hot loop
-                save = self.step % self.cfg.ckpt_every == 0 or self.step == end
-                if save or self.step % self.cfg.log_every == 0:   # every checkpoint follows a (finite) flush
-                    row = self._flush(pending)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k != "step"}, refresh=False)
-                if self.cfg.val_every and (self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps):
-                    self._validate()
-                bar.update()
-                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.rank == 0:
-                    self.save_samples(batch)
-                if save:
-                    self.wall += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    self.save()
-        finally:
-            bar.close()
+        with warnings.catch_warnings():                  # once, not per step: an optimiser idle in a stage
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before")   # keeps its schedule
+            try:
+                self._train_until(end, ctx, pending, bar, t0)
+            finally:
+                bar.close()
         return self.history
+
+    def _train_until(self, end: int, ctx: StepContext, pending: list, bar, t0: float) -> None:
+        """The training loop of :meth:`fit`."""
+        while self.step < end:
+            batch = self._batch(self.step)
+            ctx.step, ctx.stage, ctx.draws = self.step, self.stage_of(self.step), 0
+            losses = self.method.training_step(batch, ctx)
+            for s in self.schedulers.values():
+                s.step()
+            self.step += 1
+            pending.append((self.step, losses))          # tensors: no device sync in the hot loop
+            save = self.step % self.cfg.ckpt_every == 0 or self.step == end
+            if save or self.step % self.cfg.log_every == 0:   # every checkpoint follows a (finite) flush
+                row = self._flush(pending)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k != "step"}, refresh=False)
+            if self.cfg.val_every and (self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps):
+                self._validate()
+            bar.update()
+            if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.rank == 0:
+                self.save_samples(batch)
+            if save:
+                self.wall += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self.save()
 
     def _flush(self, pending: list) -> dict:
         """Turn the pending per-step losses into one history row (the mean of each loss over the

@@ -197,6 +197,20 @@ class Method(nn.Module):
     def load_extra_state(self, state: dict) -> None:
         pass
 
+    def update_generators(self, batch: dict, ctx, critics) -> tuple[dict, dict, torch.Tensor]:
+        """The generator half of a GAN step: with the ``critics`` frozen, run ``self(batch)``, sum
+        ``self.generator_losses(batch, out)``, back-propagate and update optimiser ``'G'``; then
+        unfreeze the critics. Returns the outputs, the loss terms and their sum."""
+        set_requires_grad(critics, False)
+        with ctx.autocast():
+            out = self(batch)
+            terms = self.generator_losses(batch, out)
+            loss_g = sum(terms.values())
+        ctx.backward(loss_g)
+        ctx.update("G")
+        set_requires_grad(critics, True)
+        return out, terms, loss_g
+
     def adam(self, *nets, lr: float | None = None, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
         """Adam over the parameters of ``nets``; by default at the config's lr and betas."""
         params = [p for n in nets for p in n.parameters()]

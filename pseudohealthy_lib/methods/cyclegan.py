@@ -25,7 +25,7 @@ from .. import losses as L
 from ..data.prepared import UnpairedDataset
 from ..networks import PatchGAN, ResnetGenerator, UnetGenerator, init_weights
 from ..utils import OptionError
-from .base import ImagePool, Translator, register, set_requires_grad
+from .base import ImagePool, Translator, register
 
 
 @register
@@ -134,15 +134,8 @@ class CycleGAN(Translator):
         n, o = self.nets, self.opt
         discs = [n[k] for k in ("D_A", "D_B") if k in n]
         # 1) generators: minimise L_FULL with the discriminators frozen
-        set_requires_grad(discs, False)
-        with ctx.autocast():
-            out = self(batch)
-            terms = self.generator_losses(batch, out)
-            loss_g = sum(terms.values())
-        ctx.backward(loss_g)
-        ctx.update("G")
+        out, terms, loss_g = self.update_generators(batch, ctx, discs)
         # 2) discriminators: real -> 1, fake (from the 50-image history) -> 0
-        set_requires_grad(discs, True)
         logs, loss_d = {}, 0.0
         with ctx.autocast():
             for dom, fake_key in (("B", "fake_B"), ("A", "fake_A")):

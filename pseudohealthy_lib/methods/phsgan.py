@@ -55,7 +55,7 @@ from .. import losses as L
 from ..data.prepared import UnpairedDataset
 from ..networks import PHSCritic, ResnetGenerator, ResUnet, init_weights
 from ..utils import OptionError
-from .base import ImagePool, Translator, register, set_requires_grad
+from .base import ImagePool, Translator, register
 
 SETTINGS = ("paired", "unpaired", "gan")
 
@@ -161,15 +161,7 @@ class PHSGAN(Translator):
 
     def training_step(self, batch, ctx):
         n = self.nets
-        critics = [n[k] for k in ("D_x", "D_m") if k in n]
-        set_requires_grad(critics, False)
-        with ctx.autocast():
-            out = self(batch)
-            terms = self.generator_losses(batch, out)
-            loss_g = sum(terms.values())
-        ctx.backward(loss_g)
-        ctx.update("G")
-        set_requires_grad(critics, True)
+        out, terms, loss_g = self.update_generators(batch, ctx, [n[k] for k in ("D_x", "D_m") if k in n])
         with ctx.autocast():
             fakes = [out["x_h_fake"].detach()] + ([out["x_h_from_r"].detach()] if "x_h_from_r" in out else [])
             fake = self.pool.query(torch.cat(fakes))
