@@ -55,7 +55,7 @@ MANIFEST = "manifest.json"
 #: extended (or cut short), and its schedule and stages then follow the new total from the
 #: current step on (after a finished decay, extending starts the learning rate again from the new
 #: schedule's value at that step)
-RESUME_KEYS = ("size", "batch_size", "seed", "lr", "beta1", "beta2", "decay_from", "data", "data_seed", "subjects",
+RESUME_KEYS = ("size", "batch_size", "seed", "lr", "beta1", "beta2", "decay_from", "data", "data_seed", "lesion", "subjects",
                "amp", "folds", "fold", "clip_grad", "options")
 #: the version of saved configs; configs without one were saved by version 1 (before options
 #: such as ``init`` existed; see ``Method.before``)
@@ -83,6 +83,7 @@ class TrainConfig:
     data: str | None = None        # prepared .npz; None = the default phantom dataset
     subjects: int | None = None    # phantom subjects for the default data (None: library default)
     data_seed: int = 0             # seed of the default phantom (another seed = other subjects)
+    lesion: str = "glioma"         # lesion of the default phantom: glioma (BraTS-like) | stroke (ISLES-like)
     amp: str = "auto"              # auto | bf16 | fp16 | off
     channels_last: str = "auto"    # auto (on for CUDA) | on | off
     compile: bool = False
@@ -123,7 +124,8 @@ class TrainConfig:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
                 raise OptionError(f"{k} must be {what}, got {v!r}")
-        for k, allowed in (("amp", ("auto", "bf16", "fp16", "off")), ("channels_last", ("auto", "on", "off"))):
+        for k, allowed in (("amp", ("auto", "bf16", "fp16", "off")), ("channels_last", ("auto", "on", "off")),
+                           ("lesion", ("glioma", "stroke"))):
             if getattr(self, k) not in allowed:
                 raise OptionError(f"{k} must be one of {', '.join(allowed)}, got {getattr(self, k)!r}")
         if not isinstance(self.options, dict):

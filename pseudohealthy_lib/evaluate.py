@@ -184,13 +184,18 @@ class Result(dict):
     ``notes`` (how metrics were computed, e.g. the MS-SSIM scales used for identity).
     """
 
-    def __init__(self, *a, per_slice=None, subjects=None, **kw):
+    def __init__(self, *a, per_slice=None, subjects=None, by_subject=None, **kw):
         super().__init__(*a, **kw)
         self.per_slice = per_slice or {}
         self.subjects = subjects
+        self.by_subject = by_subject or {}        # pooled metrics computed subject by subject
 
     def subject_means(self, key: str) -> dict:
-        """Mean of per-slice metric ``key`` for each subject (``nan`` slices ignored)."""
+        """Each subject's value of metric ``key``: the mean of its slices' values (``nan`` slices
+        ignored), or, for a pooled metric in ``by_subject`` such as healthiness, the metric
+        computed over that subject's slices."""
+        if key in self.by_subject:
+            return dict(self.by_subject[key])
         vals, subj = np.asarray(self.per_slice[key], float), np.asarray(self.subjects)
         return {s: float(np.nanmean(vals[subj == s])) for s in sorted(set(subj.tolist()))
                 if (~np.isnan(vals[subj == s])).any()}
@@ -224,8 +229,9 @@ def summarise(values, subjects) -> dict:
 
 
 def paired_test(a: Result, b: Result, key: str, higher_is_better: bool = True, alpha: float = 0.05) -> dict:
-    """Does ``a`` beat ``b`` on per-slice metric ``key``? Wilcoxon signed-rank test over the
-    subjects both were evaluated on (their per-subject means), two-sided.
+    """Does ``a`` beat ``b`` on metric ``key``? Wilcoxon signed-rank test over the subjects both
+    were evaluated on (:meth:`Result.subject_means`: the mean of a per-slice metric, or a pooled
+    metric such as healthiness computed subject by subject), two-sided.
 
     Returns ``n`` (subjects), ``mean_difference`` (a - b), ``p`` and ``verdict``: ``'a better'``,
     ``'b better'`` or ``'no significant difference'`` at level ``alpha``.
@@ -315,8 +321,13 @@ def score_translation(x, y, masks, subjects, labels, truth=None, judge=None, thr
         res["healthiness_smile"] = M.healthiness(found, pred_masks_on_input=on_in)
         res.per_slice["judge_found_px"] = np.full(len(x), np.nan)
         res.per_slice["judge_found_px"][li] = found.reshape(len(li), -1).sum(1)
+        subj = np.asarray(subjects)[li]              # healthiness of each subject, pooled over its slices
+        res.by_subject["healthiness"] = {s: M.healthiness(found[subj == s], true_masks=masks[li][subj == s])
+                                         for s in sorted(set(subj.tolist()))}
     res["slices"], res["subjects_n"] = int(lesion.sum()), int(len(set(np.asarray(subjects)[lesion].tolist())))
     res["uncertainty"] = {k: summarise(v, subjects) for k, v in res.per_slice.items() if (~np.isnan(v)).any()}
+    for k, per_subject in res.by_subject.items():    # one value per subject: their spread and interval
+        res["uncertainty"][k] = summarise(list(per_subject.values()), list(per_subject))
     res["notes"] = {"identity": M.identity_note(x.shape[-1]),
                     "tissue": "pixels of the input above 1e-3 (background excluded), lesion excluded"}
     return res
@@ -487,7 +498,23 @@ def inpaint_biharmonic(x, masks, dilate: int = 2) -> np.ndarray:
     return out
 
 
-def hidden_lesion(model, data, split: str = "test", batch_size: int = 16) -> Result:
+def way_back(model):
+    """The function ``back(x, h)`` with which ``model`` puts the lesion of pathological slices
+    ``x`` back into healthy-looking slices ``h`` (both (B, 1, H, W) in [-1, 1]): CycleGAN's
+    second generator, ``G_BA(h)`` (it never sees x), or PHS-GAN's reconstructor given the map its
+    segmentor finds in x, ``R(h, S(x))``."""
+    from .utils import OptionError
+
+    nets = getattr(model, "nets", {})
+    if "G_BA" in nets:
+        return lambda x, h: model.translate(h, "BA")
+    if "R" in nets and "S" in nets:
+        return lambda x, h: model.reconstruct(h, model.segment(x))
+    raise OptionError("hidden_lesion needs a way back to the lesion: a second generator G_BA (CycleGAN) "
+                      "or a reconstructor R with a segmentor S (PHS-GAN); this model has neither")
+
+
+def hidden_lesion(model, data, split: str = "test", judge=None, batch_size: int = 16) -> Result:
     """How much of the lesion a CycleGAN-style model's pseudo-healthy output still carries.
 
     The AC cycle asks G_BA to put the lesion back into G_AB(x). A truly healthy image holds no
@@ -508,6 +535,13 @@ def hidden_lesion(model, data, split: str = "test", batch_size: int = 16) -> Res
     ``R(., S(x))``: told where the lesion is, it needs no hidden copy, so its leak should be
     near 0 whatever its generator does (the paper's answer to the one-to-many problem).
 
+    With a ``judge`` segmentor, *where* each reconstruction puts its lesion is measured too:
+    ``dice_from_output`` and ``dice_from_truth`` are the Dice of the judge's lesion mask on the
+    two reconstructions against the input's true lesion (1 for a slice where both are empty).
+    From the true healthy image CycleGAN can only guess where a lesion goes (the paper's Fig. 2:
+    one healthy image, many lesions), so its ``dice_from_truth`` is low; PHS-GAN's R is given the
+    place and its ``dice_from_truth`` should be as high as its ``dice_from_output``.
+
     Needs a model with both generators (``translate(x, "AB")`` and ``translate(x, "BA")``) or
     PHS-GAN's ``reconstruct`` and ``segment``, and phantom data (a healthy ground truth).
     """
@@ -519,14 +553,7 @@ def hidden_lesion(model, data, split: str = "test", batch_size: int = 16) -> Res
     model = load_model(model)
     if not data.has_ground_truth:
         raise OptionError("hidden_lesion needs a phantom's healthy ground truth; this data has none")
-    nets = getattr(model, "nets", {})
-    if "G_BA" in nets:
-        back = lambda x, t: model.translate(t, "BA")                               # noqa: E731
-    elif "R" in nets and "S" in nets:
-        back = lambda x, t: model.reconstruct(t, model.segment(x))                  # noqa: E731
-    else:
-        raise OptionError("hidden_lesion needs a way back to the lesion: a second generator G_BA (CycleGAN) "
-                          "or a reconstructor R with a segmentor S (PHS-GAN); this model has neither")
+    back = way_back(model)
     idx = _split(data, split, 1)
     x, truth, masks = _stack(data.images, idx), _stack(data.healthy, idx), data.masks[idx]
     dev, w = _device(model), x.shape[-1]
@@ -538,6 +565,9 @@ def hidden_lesion(model, data, split: str = "test", batch_size: int = 16) -> Res
            for key, out in (("mae_from_output", rec), ("mae_from_truth", from_truth))}
     with np.errstate(divide="ignore", invalid="ignore"):
         per["leak"] = list(1 - np.divide(per["mae_from_output"], per["mae_from_truth"]))
+    if judge is not None:
+        for key, out in (("dice_from_output", rec), ("dice_from_truth", from_truth)):
+            per[key] = [M.dice(f, m) for f, m in zip(judge_masks(judge, out), masks)]
     subjects = data.subjects[idx]
     res = Result({k: float(np.nanmean(v)) for k, v in per.items()}, per_slice=per, subjects=subjects)
     res["uncertainty"] = {k: summarise(v, subjects) for k, v in per.items()}
@@ -593,6 +623,44 @@ def evaluate_seeds(models, data, split: str = "test", segmentor=None, **kw) -> d
     return {"seeds": results, "across_seeds": spread}
 
 
+def combine_seeds(results: list, keys=("identity", "healthiness", "psnr_lesion")) -> Result:
+    """One result for several trainings of a recipe (different seeds), evaluated on the same data.
+
+    Each metric of ``keys`` is the mean of the seeds' values, ``seed_std[key]`` their standard
+    deviation (0 for one seed), and each subject's value (``by_subject``) is its mean over the
+    seeds, so that :func:`paired_test` compares two recipes rather than two single runs.
+    """
+    out = Result(by_subject={})
+    out["seeds"], out["seed_std"] = len(results), {}
+    for k in keys:
+        vals = np.array([r[k] for r in results], float)
+        out[k] = float(vals.mean())
+        out["seed_std"][k] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        subj = [r.subject_means(k) for r in results]
+        common = sorted(set.intersection(*(set(d) for d in subj)))
+        out.by_subject[k] = {s: float(np.mean([d[s] for d in subj])) for s in common}
+    return out
+
+
+def seed_table(groups: dict, keys=("identity", "healthiness", "psnr_lesion")):
+    """A pandas table, one row per recipe of ``groups`` (label -> list of results, one per seed):
+    for each metric of ``keys`` its mean over the seeds, the standard deviation over test
+    subjects (of the subjects' values averaged over the seeds) and over seeds (NaN for one seed)."""
+    import pandas as pd
+
+    rows = {}
+    for label, results in groups.items():
+        c = combine_seeds(results, keys)
+        row = {("seeds", ""): len(results)}
+        for k in keys:
+            per = np.array(list(c.by_subject[k].values()), float)
+            row[(k, "mean")] = c[k]
+            row[(k, "sd subjects")] = float(per.std(ddof=1)) if len(per) > 1 else float("nan")
+            row[(k, "sd seeds")] = c["seed_std"][k] if len(results) > 1 else float("nan")
+        rows[label] = row
+    return pd.DataFrame(rows).T
+
+
 TABLE_COLUMNS = ["identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "mae_lesion",
                  "auprc", "dice_max", "change_healthy"]
 
@@ -645,24 +713,32 @@ FLOORS = {
     "dice_max": ("⌈Dice⌉ of the difference map at least 0.75", lambda v, n: v >= 0.75),
     "healthiness": ("healthiness at least 0.80", lambda v, n: v >= 0.80),
 }
+#: PHS-GAN's floors (its chapter): the paper's two scores, and the lesion against the phantom's truth
+PHSGAN_FLOORS = {
+    "identity": ("identity at least 0.95", lambda v, n: v >= 0.95),
+    "healthiness": ("healthiness at least 0.85", lambda v, n: v >= 0.85),
+    "psnr_lesion": ("lesion PSNR at least 6 dB above doing nothing's", lambda v, n: v >= n + 6),
+}
+FLOOR_SETS = {"antgan": FLOORS, "phsgan": PHSGAN_FLOORS}
 
 
-def check_floors(result: dict, nothing: dict | None = None):
-    """A pandas table: each of :data:`FLOORS` with the model's value, doing nothing's and whether
-    the floor is met. ``nothing`` defaults to ``result["references"]["do nothing"]``."""
+def check_floors(result: dict, nothing: dict | None = None, floors: dict | None = None):
+    """A pandas table: each floor of ``floors`` (default :data:`FLOORS`; see :data:`FLOOR_SETS`)
+    with the model's value, doing nothing's and whether the floor is met. ``nothing`` defaults
+    to ``result["references"]["do nothing"]``."""
     import pandas as pd
 
     nothing = nothing if nothing is not None else result["references"]["do nothing"]
     rows = {key: {"floor": text, "value": result[key], "do nothing": nothing.get(key),
                   "met": bool(ok(result[key], nothing.get(key, float("nan"))))}
-            for key, (text, ok) in FLOORS.items()}
+            for key, (text, ok) in (FLOORS if floors is None else floors).items()}
     return pd.DataFrame(rows).T.astype({"value": float, "do nothing": float, "met": bool})
 
 
-def recipe_trials(method: str = "antgan"):
+def recipe_trials(method: str = "antgan", scores=("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness")):
     """The recorded trials of a teaching-recipe search (``pseudohealthy_lib/records/METHOD.jsonl``, written by
     ``scripts/recipe_search.py``) as a pandas table: one row per trial, the settings that differ
-    between trials, the minutes of training and the scores on the selection phantom. Reference
+    between trials, the minutes of training and the ``scores`` on the selection phantom. Reference
     rows (doing nothing, inpainting) come first."""
     import json
 
@@ -681,7 +757,6 @@ def recipe_trials(method: str = "antgan"):
     flat = [{"batch_size": r["batch_size"], "lr": r["lr"], "size": r["size"], **resolve(r["options"], r.get("version", 1))}
             for r in trials]
     varying = [k for k in flat[0] if len({json.dumps(f.get(k)) for f in flat}) > 1] if flat else []
-    scores = ("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness")
     table = [{"trial": r["name"].removeprefix("reference: "), **{k: "" for k in varying}, "steps": None,
               "minutes": None, **{k: r.get(k) for k in scores}} for r in refs]
     table += [{"trial": r["name"], **{k: f.get(k) for k in varying}, "steps": r["steps"],

@@ -1,4 +1,5 @@
-"""Interactive explorers for the ANT-GAN chapters, built so that the controls respond at once.
+"""Interactive explorers for the ANT-GAN chapters, built so that the controls respond at once,
+and the helpers that run a model on NumPy slices for the chapters' figures.
 
 * :class:`LambdaExplorer`: the lambda_AM sensitivity study (ANT-GAN Fig. 12). One shipped model
   per lambda_AM; their outputs on a few test slices and every picture the widget can show are
@@ -34,6 +35,29 @@ def translate_slices(model, images: np.ndarray, direction: str = "AB", batch_siz
     x = pp.to_tanh_range(torch.from_numpy(np.asarray(images, np.float32))[:, None])
     out = [model.translate(x[i:i + batch_size].to(dev), direction).float().cpu() for i in range(0, len(x), batch_size)]
     return pp.from_tanh_range(torch.cat(out)).clamp(0, 1)[:, 0].numpy()
+
+
+@torch.no_grad()
+def rebuild_slices(model, inputs: np.ndarray, healthy: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Put the lesions of ``inputs`` back into ``healthy`` images with the model's way back
+    (:func:`~pseudohealthy_lib.evaluate.way_back`: CycleGAN's G_BA, PHS-GAN's R with S's map).
+    Both (N, H, W) in [0, 1]; returns (N, H, W) float32 in [0, 1]."""
+    from .evaluate import way_back
+
+    back, dev = way_back(model), next(model.parameters()).device
+    x, h = (pp.to_tanh_range(torch.from_numpy(np.asarray(a, np.float32))[:, None]) for a in (inputs, healthy))
+    out = [back(x[i:i + batch_size].to(dev), h[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)]
+    return pp.from_tanh_range(torch.cat(out)).clamp(0, 1)[:, 0].numpy()
+
+
+@torch.no_grad()
+def segment_slices(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """A factorising model's pathology map ``model.segment`` (PHS-GAN's S) on (N, H, W) images in
+    [0, 1]; returns probabilities (N, H, W) float32."""
+    dev = next(model.parameters()).device
+    x = pp.to_tanh_range(torch.from_numpy(np.asarray(images, np.float32))[:, None])
+    return torch.cat([model.segment(x[i:i + batch_size].to(dev)).float().cpu()
+                      for i in range(0, len(x), batch_size)])[:, 0].numpy()
 
 
 def _rgb(gray: np.ndarray) -> np.ndarray:

@@ -54,6 +54,12 @@ METHOD_PRESETS = {
     # reference N(0, 0.02) initialisation
     ("antgan", "cpu"): {"steps": 3600, "batch_size": 4, "lr": 1e-3, "ckpt_every": 600,
                         "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 1000.0, "am_dilate": 2}},
+    # PHS-GAN's teaching recipe, being searched (trials in pseudohealthy_lib/records/phsgan.jsonl):
+    # narrow G and R, a critic twice as wide, 2400 steps, and the identity term on healthy slices
+    # (Eq. 6, not in the paper), which raised identity and lowered the texture the generator writes
+    # over healthy tissue, but not yet to the book's floors; no PHS-GAN model is shipped yet
+    ("phsgan", "cpu"): {"steps": 2400, "batch_size": 4, "lr": 2e-4, "ckpt_every": 400,
+                        "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "s_ngf": 8, "lambda_id": 5.0}},
     # PHS-GAN's own networks (its Tables 2-4: 32 base channels, 6 residual blocks) at GPU sizes
     ("phsgan", "colab"): {"options": {"ngf": 32, "n_blocks": 6, "ndf": 32}},
     ("phsgan", "paper"): {"options": {"ngf": 32, "n_blocks": 6, "ndf": 32}},
@@ -133,8 +139,8 @@ def method_options(method, variant: str | None, sets: list[str] | None) -> dict:
 
 
 #: ``train`` arguments that override a preset's setting of the same name
-TRAIN_SETTINGS = ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed", "folds", "fold",
-                  "val_every", "clip_grad")
+TRAIN_SETTINGS = ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed", "lesion", "folds",
+                  "fold", "val_every", "clip_grad")
 
 
 def add_train_arguments(p) -> None:
@@ -150,6 +156,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--size", type=arg_at_least(1), default=None, help="image side for the default phantom data")
     p.add_argument("--subjects", type=arg_at_least(1), default=None, help="phantom subjects for the default data")
     p.add_argument("--data-seed", type=arg_at_least(0), default=None, help="seed of the default phantom (default 0)")
+    p.add_argument("--lesion", choices=["glioma", "stroke"], default=None,
+                   help="lesion of the default phantom data (default glioma)")
     p.add_argument("--seed", type=arg_at_least(0), default=None)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--folds", type=arg_at_least(2), default=None,
@@ -171,7 +179,7 @@ def train_config(a) -> TrainConfig:
     from .methods import get_method
 
     if a.data is not None:
-        unused = [f"--{k.replace('_', '-')}" for k in ("size", "subjects", "data_seed") if getattr(a, k) is not None]
+        unused = [f"--{k.replace('_', '-')}" for k in ("size", "subjects", "data_seed", "lesion") if getattr(a, k) is not None]
         if unused:
             raise OptionError(f"{', '.join(unused)} choose{'s' if len(unused) == 1 else ''} the default phantom data; "
                               f"with --data {a.data} the prepared file decides")

@@ -42,6 +42,13 @@ RECIPES = {
     **{f"antgan-sweep-lam{lam:g}": f"antgan --preset sweep --set lambda_am={lam:g}" for lam in (0, 0.01, 0.1, 1, 10, 100)},
     # a remedy for checkerboards, a labelled variant (the paper's transposed convs stay the default)
     "antgan-resize": "antgan --preset cpu --set upsample=resize",
+    # PHS-GAN's Table 1 (chapter 6): the proposed settings with three seeds each, and the paper's two
+    # baselines trained as it defines them (no identity term), with the same budget and widths
+    **{f"phsgan-{setting}{f'-s{seed}' if seed else ''}": f"phsgan --preset cpu --variant {setting}"
+       + (f" --seed {seed}" if seed else "") for setting in ("paired", "unpaired") for seed in (0, 1, 2)},
+    "phsgan-cgan": "phsgan --preset cpu --variant conditional-gan --set lambda_id=0",
+    "phsgan-cyclegan": "cyclegan --preset cpu --steps 2400 --set generator=resnet --set ngf=16 --set n_blocks=4 "
+                       "--set ndf=32 --set init=normal --set dropout=0",
 }
 
 

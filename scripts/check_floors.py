@@ -1,11 +1,13 @@
 """Check a shipped translator against the book's floors on a fresh phantom.
 
-    python scripts/check_floors.py MODEL [MODEL ...] [--seed 2026] [--subjects 20]
+    python scripts/check_floors.py MODEL [MODEL ...] [--seed 2026] [--subjects 20] [--floors phsgan] [--lesion stroke]
 
 MODEL is a zoo name or a run folder; several MODELs are seeds of one recipe and are checked one
 by one, then summarised as mean and standard deviation. The phantom is generated with a seed
 that no test, no chapter and no recipe trial uses (2026 by default), and every slice of it is
-scored. The floors are :data:`pseudohealthy_lib.evaluate.FLOORS`.
+scored. The floors are :data:`pseudohealthy_lib.evaluate.FLOORS` (ANT-GAN's chapter) or another set of
+:data:`pseudohealthy_lib.evaluate.FLOOR_SETS` (``--floors phsgan``). ``--lesion stroke`` generates a
+stroke phantom instead of a glioma one.
 
 The results are appended to ``pseudohealthy_lib/records/floors.jsonl``.
 """
@@ -23,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
 from pseudohealthy_lib.engine import git_commit                           # noqa: E402
-from pseudohealthy_lib.evaluate import FLOORS, check_floors, compute_references, evaluate, load_model  # noqa: E402
+from pseudohealthy_lib.evaluate import FLOOR_SETS, check_floors, compute_references, evaluate, load_model  # noqa: E402
 from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
 
 def main(argv=None) -> list[dict]:
@@ -31,16 +33,21 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("models", nargs="+")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--subjects", type=int, default=20)
+    ap.add_argument("--floors", choices=sorted(FLOOR_SETS), default="antgan")
+    ap.add_argument("--lesion", choices=["glioma", "stroke"], default="glioma")
+    ap.add_argument("--judge", default="segmentor-phantom", help="zoo segmentor that judges healthiness")
     a = ap.parse_args(argv)
-    judge = load_model("segmentor-phantom")
-    data = load_prepared(default.phantom_dataset(a.subjects, seed=a.seed))
+    FLOORS = FLOOR_SETS[a.floors]
+    judge = load_model(a.judge)
+    data = load_prepared(default.phantom_dataset(a.subjects, a.lesion, seed=a.seed))
     nothing = compute_references(data, "all", judge)["do nothing"]
     rows = []
     for spec in a.models:
         res = evaluate(load_model(spec), data, "all", segmentor=judge)
-        row = {"model": spec, "phantom": {"seed": a.seed, "subjects": a.subjects}, "git_commit": git_commit(),
+        row = {"model": spec, "phantom": {"seed": a.seed, "subjects": a.subjects, "lesion": a.lesion},
+               "floors": a.floors, "git_commit": git_commit(),
                "judge": res.get("judge"), "do_nothing": {k: nothing[k] for k in FLOORS if k in nothing}}
-        for key, r in check_floors(res, nothing).iterrows():
+        for key, r in check_floors(res, nothing, FLOORS).iterrows():
             row[key] = {"value": r["value"], "passes": r["met"], "floor": r["floor"]}
         rows.append(row)
         print(f"{spec}: " + ", ".join(f"{k} {row[k]['value']:.3f} {'ok' if row[k]['passes'] else 'FAILS'}"

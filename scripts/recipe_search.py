@@ -4,7 +4,7 @@
     python scripts/recipe_search.py --references [METHOD]   # rows for doing nothing and inpainting
     python scripts/recipe_search.py --score RUN NAME  # score a finished run folder (e.g. a preset's run)
 
-KEY is a training setting (``batch_size``, ``lr``, ``size``, ``beta1``, ``decay_from``), ``method``
+KEY is a training setting (``batch_size``, ``lr``, ``size``, ``beta1``, ``decay_from``, ``lesion``), ``method``
 (default ``antgan``) or a method option (``ngf``, ``n_blocks``, ``ndf``, ``lambda_am``,
 ``lambda_cc``, ``healthy``, ``am_dilate``, ``use_ac``, ...). The trial starts from the ``cpu``
 preset of the method with its :data:`BASE` options (ANT-GAN: ``ngf=16 n_blocks=4 ndf=32
@@ -33,7 +33,7 @@ from pseudohealthy_lib.methods import get_method                          # noqa
 from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
 
 SELECTION_SEED, SELECTION_SUBJECTS = 7, 20
-TOP = ("batch_size", "lr", "size", "beta1", "decay_from")
+TOP = ("batch_size", "lr", "size", "beta1", "decay_from", "lesion")
 #: the starting options of a trial, per method (a trial's KEY=VALUE pairs override them)
 BASE = {"antgan": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 100.0},
         "phsgan": {"ngf": 16, "n_blocks": 4, "ndf": 16, "s_ngf": 8}}
@@ -67,9 +67,9 @@ def main(argv: list[str]) -> dict:
 
 def score(name: str, model, cfg, seconds: float) -> dict:
     """The row of one trained trial: its settings, time and scores on the selection phantom."""
-    res = evaluate(model, selection_data(cfg.size), split="all", segmentor=load_model("segmentor-phantom"))
+    res = evaluate(model, selection_data(cfg.size, cfg.lesion), split="all", segmentor=load_model("segmentor-phantom"))
     return {"name": name, "method": cfg.method, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "size": cfg.size, "options": cfg.options, "version": cfg.version, "train_seconds": round(seconds),
+            "size": cfg.size, "lesion": cfg.lesion, "options": cfg.options, "version": cfg.version, "train_seconds": round(seconds),
             "selection_phantom": {"seed": SELECTION_SEED, "subjects": SELECTION_SUBJECTS},
             "hardware": hardware(), "git_commit": git_commit(),
             **{k: res[k] for k in KEYS if isinstance(res.get(k), (int, float))}}
@@ -84,8 +84,8 @@ def score_run(run: str, name: str) -> dict:
     return append(cfg.method, score(name, load_model(run), cfg, state["wall_seconds"]))
 
 
-def selection_data(size: int = 128):
-    return load_prepared(default.phantom_dataset(SELECTION_SUBJECTS, seed=SELECTION_SEED, size=size))
+def selection_data(size: int = 128, lesion: str = "glioma"):
+    return load_prepared(default.phantom_dataset(SELECTION_SUBJECTS, lesion, seed=SELECTION_SEED, size=size))
 
 
 def references(method: str = "antgan") -> None:

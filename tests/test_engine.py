@@ -119,7 +119,7 @@ def test_cli_train_export_and_load_pretrained(tiny_prepared, tmp_path, monkeypat
 #: their recipes now mean another config; `python -m pseudohealthy_lib zoo --train NAME` (after
 #: deleting the entry) brings one up to date, and then it must leave this list
 STALE = {"antgan-cyclegan", "antgan-cyclegan-shortcut", "antgan-gan", "antgan-gan+ac", "antgan-gan+nc", "antgan-resize"}
-SETTINGS = ("steps", "batch_size", "lr", "size", "seed", "subjects", "data_seed")
+SETTINGS = ("steps", "batch_size", "lr", "size", "seed", "subjects", "data_seed", "lesion")
 
 
 def test_every_shipped_model_was_made_by_its_recipe():

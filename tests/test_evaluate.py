@@ -320,7 +320,21 @@ class Factorised(torch.nn.Module):
     def __init__(self, g, s, r):
         super().__init__()
         self.nets = torch.nn.ModuleDict({"G": torch.nn.Identity(), "S": torch.nn.Identity(), "R": torch.nn.Identity()})
+        self.w = torch.nn.Parameter(torch.zeros(1))                # a device for the explore helpers
         self.translate, self.segment, self.reconstruct = (lambda x, d="AB": g(x)), s, r
+
+
+def test_explore_rebuilds_with_the_map_found_in_the_input_not_in_the_healthy_image():
+    from pseudohealthy_lib import explore
+
+    bright = lambda x: (x > 0.5).float()                                          # noqa: E731  (in [-1, 1])
+    model = Factorised(lambda x: x, bright, lambda h, m: torch.where(m > 0.5, torch.ones_like(h), h))
+    inputs, healthy = np.zeros((2, 8, 8), np.float32), np.full((2, 8, 8), 0.25, np.float32)
+    inputs[0, :2, :2] = inputs[1, 5:, 5:] = 1.0                                    # each input's "lesion"
+    out = explore.rebuild_slices(model, inputs, healthy)
+    assert out.shape == (2, 8, 8) and out.dtype == np.float32
+    np.testing.assert_allclose(out, np.where(inputs > 0.75, 1.0, 0.25), atol=1e-6)
+    np.testing.assert_array_equal(explore.segment_slices(model, inputs), (inputs > 0.75).astype(np.float32))
 
 
 def test_hidden_lesion_of_a_factorised_model(tiny_prepared):
@@ -335,6 +349,98 @@ def test_hidden_lesion_of_a_factorised_model(tiny_prepared):
     assert honest["leak"] == pytest.approx(0.0, abs=1e-6) and honest["mae_from_output"] > 0
     ghost = E.hidden_lesion(Factorised(lambda x: x, lambda x: torch.zeros_like(x), lambda h, m: h), data, "test")
     assert ghost["mae_from_output"] == 0 and ghost["leak"] == 1
+
+
+# a reconstruction's "lesion" is where it paints SENTINEL, a value no (float16-stored) image pixel can
+# have: (SENTINEL + 1) / 2 lies halfway between two neighbouring float16 numbers
+SENTINEL = 2 * (0.125 + 2 ** -13 * 50.5) - 1
+
+
+class SentinelJudge(torch.nn.Module):
+    """A judge that finds exactly the pixels equal to SENTINEL."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def predict_mask(self, x):
+        return (x - SENTINEL).abs() < 1e-5
+
+    def predict(self, x):
+        return self.predict_mask(x).float()
+
+
+def test_hidden_lesion_measures_where_the_reconstruction_puts_the_lesion(tiny_prepared):
+    """Dice of the judge's mask on each reconstruction against the input's lesion: a
+    reconstructor told the lesion's place puts it there from the truth too (Dice 1); a second
+    generator that must guess (here: always the top-left corner) misses it (Dice 0)."""
+    data = load_prepared(tiny_prepared)
+    test = data.select("test", 1)
+    truth = Lookup({_tanh(data.images[i])[None].numpy().tobytes(): _tanh(data.healthy[i])[None, None]
+                    for i in test})._apply_table
+    mask_of = Lookup({_tanh(data.images[i])[None].numpy().tobytes(): torch.from_numpy(data.masks[i] > 0)[None, None].float()
+                      for i in test})._apply_table
+    paint = lambda h, m: torch.where(m > 0.5, torch.full_like(h, SENTINEL), h)   # noqa: E731
+    told = E.hidden_lesion(Factorised(truth, mask_of, paint), data, "test", judge=SentinelJudge())
+    assert told["dice_from_output"] == 1.0 and told["dice_from_truth"] == 1.0
+
+    def corner(y):
+        out = y.clone()
+        out[..., :6, :6] = SENTINEL
+        return out
+    guess = E.hidden_lesion(TwoWay(truth, corner), data, "test", judge=SentinelJudge())
+    assert guess["dice_from_truth"] == 0.0 and guess["dice_from_output"] == 0.0
+    assert "dice_from_truth" not in E.hidden_lesion(TwoWay(truth, corner), data, "test")
+
+
+def test_healthiness_per_subject_is_pooled_over_its_slices(tiny_prepared):
+    """The paper's healthiness, 1 - mean found / mean true lesion pixels, computed subject by
+    subject: the spread in the tables and the paired test use these values."""
+    data = load_prepared(tiny_prepared)
+
+    def corner(x):
+        out = x.clone()
+        out[..., :6, :6] = SENTINEL                    # the judge finds 36 pixels on every output
+        return out
+    res = E.evaluate(E.FunctionTranslator(corner), data, "test", segmentor=SentinelJudge())
+    li = data.select("test", 1)
+    for s, h in res.by_subject["healthiness"].items():
+        true_px = (data.masks[li][data.subjects[li] == s] > 0).sum((1, 2)).mean()
+        assert h == pytest.approx(1 - 36 / true_px, rel=1e-9)
+    assert res["uncertainty"]["healthiness"]["n_subjects"] == len(res.by_subject["healthiness"])
+    clean = E.evaluate(E.FunctionTranslator(lambda x: x), data, "test", segmentor=SentinelJudge())
+    assert set(clean.subject_means("healthiness").values()) == {1.0}
+    assert E.paired_test(clean, res, "healthiness")["mean_difference"] > 0
+
+
+def _seed(identity_by_subject):
+    r = E.Result(per_slice={"identity": np.array(list(identity_by_subject.values()), float)},
+                 subjects=np.array(list(identity_by_subject)))
+    r["identity"] = float(np.mean(list(identity_by_subject.values())))
+    return r
+
+
+def test_seeds_are_combined_subject_by_subject():
+    a = [_seed({"s1": 0.90, "s2": 0.80, "s3": 0.70}), _seed({"s1": 0.92, "s2": 0.82, "s3": 0.72})]
+    c = E.combine_seeds(a, ("identity",))
+    assert c["identity"] == pytest.approx(0.81) and c["seed_std"]["identity"] == pytest.approx(np.std([0.8, 0.82], ddof=1))
+    assert c.by_subject["identity"] == pytest.approx({"s1": 0.91, "s2": 0.81, "s3": 0.71})
+    t = E.seed_table({"two seeds": a, "one seed": [_seed({"s1": 0.5, "s2": 0.5, "s3": 0.8})]}, ("identity",))
+    assert t.loc["two seeds", ("identity", "sd subjects")] == pytest.approx(0.1)
+    assert np.isnan(t.loc["one seed", ("identity", "sd seeds")]) and t.loc["one seed", ("seeds", "")] == 1
+    worse = E.combine_seeds([_seed({"s1": 0.5, "s2": 0.4, "s3": 0.3})], ("identity",))
+    assert E.paired_test(c, worse, "identity")["mean_difference"] == pytest.approx(0.41)
+
+
+def test_phsgan_floors_say_no_to_doing_nothing_and_to_a_model_that_redraws_the_brain():
+    nothing = {"identity": 1.0, "healthiness": 0.02, "psnr_lesion": 10.0}
+    t = E.check_floors(nothing, nothing, E.PHSGAN_FLOORS)
+    assert list(t.index) == ["identity", "healthiness", "psnr_lesion"]
+    assert list(t.query("not met").index) == ["healthiness", "psnr_lesion"]
+    redraws = {"identity": 0.90, "healthiness": 0.99, "psnr_lesion": 17.0}      # healthy, but not this patient
+    assert list(E.check_floors(redraws, nothing, E.PHSGAN_FLOORS).query("not met").index) == ["identity"]
+    edge = {"identity": 0.95, "healthiness": 0.85, "psnr_lesion": 16.0}
+    assert E.check_floors(edge, nothing, E.FLOOR_SETS["phsgan"])["met"].all()
 
 
 def test_recipe_trials_table_of_the_recorded_search():

@@ -54,6 +54,20 @@ def test_each_setting_has_its_networks_terms_and_weights():
         phs("semi")
 
 
+def test_the_identity_term_is_off_unless_asked_and_follows_eq_6():
+    """Eq. (6), the library's addition: lambda_id |G(x_h) - x_h|_1, in every setting when asked."""
+    batch = phs().example_batch(2, 32)
+    assert "id" not in phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4).generator_losses(batch, phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4)(batch))
+    for setting in ("paired", "gan"):
+        m = phs(setting, ngf=4, n_blocks=1, s_ngf=4, ndf=4, lambda_id=5.0)
+        out = m(batch)
+        expected = 5.0 * (m.nets["G"](batch["B"]) - batch["B"]).abs().mean()
+        assert m.generator_losses(batch, out)["id"].item() == pytest.approx(expected.item(), rel=1e-5), setting
+        assert m.generator_losses(batch, out | {"x_h_id": batch["B"]})["id"] == 0            # G leaves x_h alone: free
+    with pytest.raises(OptionError, match="phsgan option lambda_id: expected a finite number of at least 0"):
+        phs(lambda_id=-1.0)
+
+
 def test_the_cycle_terms_follow_eq_1():
     """A perfect G/S/R (identity image maps, black masks) pays nothing in L_CC; a segmentor that
     flags every pixel of a healthy slice pays lambda_CC for the third term."""

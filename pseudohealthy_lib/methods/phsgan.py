@@ -1,7 +1,7 @@
 """PHS-GAN (Xia, Chartsias and Tsaftaris): pseudo-healthy synthesis by factorising pathology.
 
 A pathological slice x_p is split into two factors, a healthy-looking image and a map of where
-the disease is, and the two must be enough to put x_p back together:
+the disease is, and the two must be enough to put x_p back together::
 
     x~_h = G(x_p)          the pseudo-healthy image        (generator, Table 2)
     m~_p = S(x_p)          the pathology map, in [0, 1]    (segmentor: a residual U-Net)
@@ -9,12 +9,12 @@ the disease is, and the two must be enough to put x_p back together:
 
 Because R is *told* where the lesion was, G has no reason to hide it in its output: this is the
 paper's answer to CycleGAN's one-to-many problem (one healthy image, many possible lesions).
-A second cycle starts from a healthy slice x_h and a black map m_h = 0:
+A second cycle starts from a healthy slice x_h and a black map m_h = 0::
 
     Cycle P-H:  x_p -> (G, S) -> (x~_h, m~_p) -> R -> x^_p
     Cycle H-H:  (x_h, m_h) -> R -> x~_h' -> G -> x^_h,   x~_h' -> S -> m^_h
 
-The losses (Sec. 3.4; numbered here as in the book's chapter):
+The losses (Sec. 3.4; numbered here as in the book's chapter)::
 
     L_CC   = |R(G(x_p), S(x_p)) - x_p|_1 + |G(R(x_h, m_h)) - x_h|_1 + |S(R(x_h, m_h)) - m_h|_1     (1)
     L_GAN1 = 1/2 (D_x(G(x_p)) - 1)^2 + 1/2 (D_x(R(x_h, m_h)) - 1)^2      for G and R          (2)
@@ -27,6 +27,23 @@ The losses (Sec. 3.4; numbered here as in the book's chapter):
 
 The third term of (1) is a mean absolute error, not a Dice loss: against an all-black target
 every prediction has Dice loss 1, so Dice could not tell a clean map from a noisy one.
+
+One term is the library's, not the paper's, and off by default (``lambda_id=0``): CycleGAN's
+identity term on healthy slices (Zhu et al., Sec. 5.2), which asks G to leave a healthy image as
+it is::
+
+    L_id   = |G(x_h) - x_h|_1                                                                  (6)
+
+Nothing in (1)-(5) asks G(x_p) to *be* x_p outside the lesion: R only has to be able to rebuild
+x_p from it. At the book's CPU budget the generator uses that freedom to write a texture over
+the whole brain (chapter 6 measures it); (6) ties G to the identity where there is no disease.
+
+A second addition, also off by default (``cycle_noise=0``): Gaussian noise of standard deviation
+``cycle_noise`` (in the [-1, 1] units of the images) added to the intermediate image of each
+cycle during training, G(x_p) before R and R(x_h, m_h) before G and S. The map tells R *where*
+the lesion was, not *what* it looked like, so a generator can still hide the lesion's appearance
+in a faint texture for R to read back (chapter 6 measures it); noise makes a faint code
+unreadable, so hiding no longer pays.
 
 ``setting='gan'`` is the paper's conditional-GAN baseline: G alone, trained with the first half
 of (2) against real healthy slices; nothing ties its output to its input.
@@ -65,11 +82,12 @@ class PHSGAN(Translator):
     name = "phsgan"
     pseudo_healthy = True
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
-                "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "pool_size": 0,
+                "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
-              "lambda_cc": (0, None), "lambda_seg": (0, None), "pool_size": (0, None), "init_gain": (0, None)}
+              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "pool_size": (0, None),
+              "init_gain": (0, None)}
     variants = {"paired": {"setting": "paired"}, "unpaired": {"setting": "unpaired"},
                 "conditional-gan": {"setting": "gan"}}
 
@@ -132,21 +150,31 @@ class PHSGAN(Translator):
         """Both cycles' outputs for one batch (the names follow the module docstring)."""
         x_p, x_h = batch["A"], batch["B"]
         out = {"x_h_fake": self.nets["G"](x_p)}
+        if self.opt["lambda_id"]:
+            out["x_h_id"] = self.nets["G"](x_h)                                      # Eq. (6)
         if self.opt["setting"] == "gan":
             return out
         m_h = torch.zeros_like(x_h)
         out["m_p_fake"] = torch.sigmoid(self.nets["S"](x_p))
-        out["x_p_rec"] = self.reconstruct(out["x_h_fake"], out["m_p_fake"])          # Cycle P-H
-        out["x_h_from_r"] = self.reconstruct(x_h, m_h)                              # Cycle H-H
-        g_and_s = self.nets["G"](out["x_h_from_r"]), torch.sigmoid(self.nets["S"](out["x_h_from_r"]))
+        out["x_p_rec"] = self.reconstruct(self._noisy(out["x_h_fake"]), out["m_p_fake"])     # Cycle P-H
+        out["x_h_from_r"] = self.reconstruct(x_h, m_h)                                      # Cycle H-H
+        mid = self._noisy(out["x_h_from_r"])
+        g_and_s = self.nets["G"](mid), torch.sigmoid(self.nets["S"](mid))
         out["x_h_rec"], out["m_h_rec"] = g_and_s
         return out
 
+    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus N(0, cycle_noise^2) noise while training (the cycles' intermediate images)."""
+        sigma = self.opt["cycle_noise"]
+        return x + sigma * torch.randn_like(x) if sigma and self.training else x
+
     def generator_losses(self, batch, out) -> dict[str, torch.Tensor]:
-        """The weighted terms of Eq. (5) (G, S and R minimise their sum)."""
+        """The weighted terms of Eq. (5), plus Eq. (6) when ``lambda_id`` > 0 (G, S and R minimise their sum)."""
         o, n = self.opt, self.nets
         lsgan = lambda pred: L.gan_loss(pred, True, "lsgan")        # noqa: E731
         terms = {"gan_G": o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_fake"]))}                      # Eq. (2)
+        if o["lambda_id"]:
+            terms["id"] = o["lambda_id"] * L.cycle_loss(out["x_h_id"], batch["B"])                          # Eq. (6)
         if o["setting"] == "gan":
             return terms
         terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                      # Eq. (2)
