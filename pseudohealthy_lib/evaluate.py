@@ -713,17 +713,19 @@ FLOORS = {
     "dice_max": ("⌈Dice⌉ of the difference map at least 0.75", lambda v, n: v >= 0.75),
     "healthiness": ("healthiness at least 0.80", lambda v, n: v >= 0.80),
 }
-#: PHS-GAN's floors (its chapter): the paper's two scores, and the lesion against the phantom's truth
+#: The floors of PHS-GAN's chapter, the paper's two scores and the lesion against the phantom's truth.
 PHSGAN_FLOORS = {
     "identity": ("identity at least 0.95", lambda v, n: v >= 0.95),
     "healthiness": ("healthiness at least 0.85", lambda v, n: v >= 0.85),
     "psnr_lesion": ("lesion PSNR at least 6 dB above doing nothing's", lambda v, n: v >= n + 6),
 }
+#: Each set of floors by the name ``scripts/check_floors.py --floors`` knows it by.
 FLOOR_SETS = {"antgan": FLOORS, "phsgan": PHSGAN_FLOORS}
 
 
 def check_floors(result: dict, nothing: dict | None = None, floors: dict | None = None):
-    """A pandas table: each floor of ``floors`` (default :data:`FLOORS`; see :data:`FLOOR_SETS`)
+    """A pandas table: each floor of ``floors`` (default :data:`~pseudohealthy_lib.evaluate.FLOORS`; see
+    :data:`~pseudohealthy_lib.evaluate.FLOOR_SETS`)
     with the model's value, doing nothing's and whether the floor is met. ``nothing`` defaults
     to ``result["references"]["do nothing"]``."""
     import pandas as pd

@@ -68,6 +68,17 @@ def test_the_identity_term_is_off_unless_asked_and_follows_eq_6():
         phs(lambda_id=-1.0)
 
 
+def test_the_shortcut_starts_g_at_the_identity_and_only_g():
+    m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, shortcut=True)
+    g = m.nets["G"]
+    assert g.shortcut and not m.nets["R"].shortcut and not phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4).nets["G"].shortcut
+    torch.nn.init.zeros_(g.body[-1].weight), torch.nn.init.zeros_(g.body[-1].bias)    # silence the branch
+    x = torch.linspace(-0.9, 0.9, 32 * 32).reshape(1, 1, 32, 32)
+    assert torch.allclose(g(x), torch.tanh(x))
+    with pytest.raises(OptionError, match="phsgan option shortcut: expected true or false"):
+        phs(shortcut="yes")
+
+
 def test_the_cycle_terms_follow_eq_1():
     """A perfect G/S/R (identity image maps, black masks) pays nothing in L_CC; a segmentor that
     flags every pixel of a healthy slice pays lambda_CC for the third term."""

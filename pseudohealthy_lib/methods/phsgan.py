@@ -45,6 +45,10 @@ the lesion was, not *what* it looked like, so a generator can still hide the les
 in a faint texture for R to read back (chapter 6 measures it); noise makes a faint code
 unreadable, so hiding no longer pays.
 
+A third, off by default (``shortcut=False``): ANT-GAN's global shortcut in G (the input added
+before the output tanh, :class:`~pseudohealthy_lib.networks.generators.ResnetGenerator`), so that G starts
+at the identity and only has to learn a change of the image.
+
 ``setting='gan'`` is the paper's conditional-GAN baseline: G alone, trained with the first half
 of (2) against real healthy slices; nothing ties its output to its input.
 
@@ -82,7 +86,7 @@ class PHSGAN(Translator):
     name = "phsgan"
     pseudo_healthy = True
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
-                "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "pool_size": 0,
+                "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
@@ -105,10 +109,10 @@ class PHSGAN(Translator):
         super().__init__(cfg)
         o = self.opt
 
-        def generator(in_ch):                            # Tables 2 and 3
-            return ResnetGenerator(in_ch, 1, o["ngf"], o["n_blocks"], upsample="resize", deconv1_width=2 * o["ngf"],
-                                   block_act="leaky", final_kernel=3)
-        nets = {"G": generator(1), "D_x": PHSCritic(1, o["ndf"])}
+        def generator(in_ch, shortcut=False):            # Tables 2 and 3
+            return ResnetGenerator(in_ch, 1, o["ngf"], o["n_blocks"], shortcut=shortcut, upsample="resize",
+                                   deconv1_width=2 * o["ngf"], block_act="leaky", final_kernel=3)
+        nets = {"G": generator(1, o["shortcut"]), "D_x": PHSCritic(1, o["ndf"])}
         if o["setting"] != "gan":
             nets |= {"S": ResUnet(1, 1, o["s_ngf"], o["s_depth"]), "R": generator(2)}
         if o["setting"] == "unpaired":
