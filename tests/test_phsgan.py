@@ -111,3 +111,62 @@ def test_unpaired_masks_come_from_other_subjects(tiny_prepared):
     one = dataclasses.replace(data, subjects=np.full(len(data), "same"))
     with pytest.raises(ValueError, match="other_mask=True draws each slice's mask from another subject"):
         UnpairedDataset(one, "train", other_mask=True)
+
+
+def test_the_keep_term_asks_for_the_identity_outside_s_map_only():
+    """Eq. (7), the library's addition: lambda_keep |(1 - S(x_p)) (G(x_p) - x_p)|_1, S not trained by it."""
+    batch = phs().example_batch(2, 32)
+    plain = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4)
+    assert "keep" not in plain.generator_losses(batch, plain(batch))
+    m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, lambda_keep=10.0)
+    out = m(batch)
+    inside = torch.zeros_like(batch["A"])
+    inside[..., :16] = 1                                          # S marks the left half as diseased
+    out["m_p_fake"] = inside
+    changed = batch["A"].clone()
+    changed[..., :16] = -1                                        # G rewrites the left half only: free
+    assert m.generator_losses(batch, out | {"x_h_fake": changed})["keep"] == 0
+    changed[..., 20] = batch["A"][..., 20] + 0.5                  # and one column outside: 0.5 on 2/32 of the pixels
+    assert m.generator_losses(batch, out | {"x_h_fake": changed})["keep"].item() == pytest.approx(10 * 0.5 / 32)
+    out["m_p_fake"] = torch.sigmoid(m.nets["S"](batch["A"]))
+    m.generator_losses(batch, out)["keep"].backward()
+    assert all(p.grad is None for p in m.nets["S"].parameters()) and any(p.grad is not None for p in m.nets["G"].parameters())
+    assert "keep" not in phs("gan", ngf=4, n_blocks=1, ndf=4, lambda_keep=10.0).generator_losses(batch, out)
+    with pytest.raises(OptionError, match="phsgan option lambda_keep: expected a finite number of at least 0"):
+        phs(lambda_keep=-1.0)
+
+
+def test_blocking_hiding_stops_the_cycle_gradient_into_g_inside_the_map():
+    """block_hiding: R still learns from G(x_p) inside S's map, but G gets no cycle gradient there."""
+    batch = phs().example_batch(2, 32)
+
+    def g_grad_of_cc_p(block, s_says):
+        torch.manual_seed(0)
+        m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, block_hiding=block)
+        m.nets["S"].forward = lambda x: torch.full_like(x, 200.0 * s_says - 100)   # noqa: B023 (S's verdict: sigmoid 0 or 1)
+        out = m(batch)
+        m.generator_losses(batch, out)["cc_P"].backward()
+        grads = [p.grad for p in m.nets["G"].parameters() if p.grad is not None]
+        r_moves = any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.nets["R"].parameters())
+        return (sum(g.abs().sum().item() for g in grads) if grads else 0.0), r_moves
+
+    assert g_grad_of_cc_p(False, 1.0)[0] > 0                         # the paper: G is taught through R everywhere
+    blocked, r_moves = g_grad_of_cc_p(True, 1.0)
+    assert blocked == 0 and r_moves                                   # all lesion: nothing reaches G, R still learns
+    assert g_grad_of_cc_p(True, 0.0)[0] == pytest.approx(g_grad_of_cc_p(False, 0.0)[0], rel=1e-4)   # no lesion: as the paper
+    with pytest.raises(OptionError, match="phsgan option block_hiding: expected true or false"):
+        phs(block_hiding="yes")
+
+
+def test_the_segmentor_can_have_its_own_learning_rate():
+    cfg = TrainConfig(method="phsgan", lr=1e-3, options={"ngf": 4, "n_blocks": 1, "s_ngf": 4, "ndf": 4, "lr_s": 2e-4})
+    m = PHSGAN(cfg)
+    groups = m.optimizers()["G"].param_groups
+    s_params = {id(p) for p in m.nets["S"].parameters()}
+    assert [g["lr"] for g in groups] == [1e-3, 2e-4]
+    assert {id(p) for p in groups[1]["params"]} == s_params and not s_params & {id(p) for p in groups[0]["params"]}
+    assert sum(len(g["params"]) for g in groups) == len([*m.nets["G"].parameters(), *m.nets["S"].parameters(), *m.nets["R"].parameters()])
+    assert [g["lr"] for g in phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4).optimizers()["G"].param_groups] == [TrainConfig(method="phsgan").lr]
+    for bad in (0, -1e-3, "fast", True):
+        with pytest.raises(OptionError, match="phsgan option lr_s: expected a finite number above 0 or null"):
+            phs(lr_s=bad)

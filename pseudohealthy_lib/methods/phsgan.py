@@ -52,6 +52,19 @@ A third, off by default (``shortcut=False``): ANT-GAN's global shortcut in G (th
 before the output tanh, :class:`~pseudohealthy_lib.networks.generators.ResnetGenerator`), so that G starts
 at the identity and only has to learn a change of the image.
 
+Two more, off by default, aimed at the hiding itself. ``lambda_keep`` asks for the identity on
+pathological slices too, wherever S sees no disease (S's map is detached: this term must not
+teach S to call everything a lesion)::
+
+    L_keep = |(1 - S(x_p)) * (G(x_p) - x_p)|_1                                                 (7)
+
+``block_hiding=True`` stops the P-H cycle's gradient from reaching G *inside* S's map: R still
+learns to rebuild the lesion from whatever G wrote there, but G is never rewarded for writing
+something readable, so inside the lesion only the critic D_x shapes G's output.
+
+``lr_s`` (default null: the config's lr) gives S its own learning rate, so that G, R and the
+critics can train faster than the segmentor, whose map collapsed to black at lr 1e-3 in a trial.
+
 ``setting='gan'`` is the paper's conditional-GAN baseline: G alone, trained with the first half
 of (2) against real healthy slices; nothing ties its output to its input.
 
@@ -89,11 +102,12 @@ class PHSGAN(Translator):
     name = "phsgan"
     pseudo_healthy = True
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
-                "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False, "pool_size": 0,
+                "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
+                "lambda_keep": 0.0, "block_hiding": False, "lr_s": None, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
-              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "pool_size": (0, None),
+              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "pool_size": (0, None),
               "init_gain": (0, None)}
     variants = {"paired": {"setting": "paired"}, "unpaired": {"setting": "unpaired"},
                 "conditional-gan": {"setting": "gan"}}
@@ -106,6 +120,9 @@ class PHSGAN(Translator):
             o["lambda_gan"] = 2.0 if o["setting"] == "unpaired" else 1.0
         elif isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise OptionError(f"phsgan option lambda_gan: expected a finite number of at least 0 or null, got {lam!r}")
+        lr_s = o["lr_s"]
+        if lr_s is not None and (isinstance(lr_s, bool) or not isinstance(lr_s, (int, float)) or not math.isfinite(lr_s) or lr_s <= 0):
+            raise OptionError(f"phsgan option lr_s: expected a finite number above 0 or null (the config's lr), got {lr_s!r}")
         return o
 
     def __init__(self, cfg):
@@ -140,7 +157,11 @@ class PHSGAN(Translator):
     def optimizers(self):
         gens = [self.nets[k] for k in ("G", "S", "R") if k in self.nets]
         critics = [self.nets[k] for k in ("D_x", "D_m") if k in self.nets]
-        return {"G": self.adam(*gens), "D": self.adam(*critics)}
+        opt_g = self.adam(*gens)
+        if self.opt["lr_s"] is not None and "S" in self.nets:      # S at its own learning rate
+            opt_g = self.adam(*(n for n in gens if n is not self.nets["S"]))
+            opt_g.add_param_group({"params": list(self.nets["S"].parameters()), "lr": self.opt["lr_s"]})
+        return {"G": opt_g, "D": self.adam(*critics)}
 
     def exported(self):
         return [k for k in ("G", "S", "R") if k in self.nets]
@@ -163,7 +184,11 @@ class PHSGAN(Translator):
             return out
         m_h = torch.zeros_like(x_h)
         out["m_p_fake"] = torch.sigmoid(self.nets["S"](x_p))
-        out["x_p_rec"] = self.reconstruct(self._noisy(out["x_h_fake"]), out["m_p_fake"])     # Cycle P-H
+        to_r = out["x_h_fake"]
+        if self.opt["block_hiding"]:                 # no cycle gradient reaches G inside S's map
+            m = out["m_p_fake"].detach()
+            to_r = m * to_r.detach() + (1 - m) * to_r
+        out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
         out["x_h_from_r"] = self.reconstruct(x_h, m_h)                                      # Cycle H-H
         mid = self._noisy(out["x_h_from_r"])
         g_and_s = self.nets["G"](mid), torch.sigmoid(self.nets["S"](mid))
@@ -176,7 +201,7 @@ class PHSGAN(Translator):
         return x + sigma * torch.randn_like(x) if sigma and self.training else x
 
     def generator_losses(self, batch, out) -> dict[str, torch.Tensor]:
-        """The weighted terms of Eq. (5), plus Eq. (6) when ``lambda_id`` > 0 (G, S and R minimise their sum)."""
+        """The weighted terms of Eq. (5), plus Eqs. (6) and (7) when asked (G, S and R minimise their sum)."""
         o, n = self.opt, self.nets
         lsgan = lambda pred: L.gan_loss(pred, True, "lsgan")        # noqa: E731
         terms = {"gan_G": o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_fake"]))}                      # Eq. (2)
@@ -184,6 +209,9 @@ class PHSGAN(Translator):
             terms["id"] = o["lambda_id"] * L.cycle_loss(out["x_h_id"], batch["B"])                          # Eq. (6)
         if o["setting"] == "gan":
             return terms
+        if o["lambda_keep"]:                                                                                  # Eq. (7)
+            outside = 1 - out["m_p_fake"].detach().float()
+            terms["keep"] = o["lambda_keep"] * (outside * (out["x_h_fake"].float() - batch["A"].float()).abs()).mean()
         terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                      # Eq. (2)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
         terms["cc_H"] = o["lambda_cc"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)

@@ -210,7 +210,18 @@ $$
 \mathcal{L}_{id} = \mathbb{E}\,\lVert G(x_h) - x_h\rVert_1 \tag{6}
 $$
 
-added with weight $\lambda_{id}$ to Eq. (5). The library's code is these equations, numbered the
+added with weight $\lambda_{id}$ to Eq. (5). Section 3 measures two more library options, also
+off by default, that go after the hiding itself. The first asks for the identity on pathological
+slices wherever $S$ sees no disease ($S$'s map is held fixed in this term, so that it cannot
+teach $S$ to call everything a lesion):
+
+$$
+\mathcal{L}_{keep} = \mathbb{E}\,\lVert (1 - S(x_p)) \odot (G(x_p) - x_p)\rVert_1 \tag{7}
+$$
+
+The second, `block_hiding`, stops the gradient of Cycle P-H from reaching $G$ *inside* $S$'s
+map: $R$ still learns to rebuild the lesion from whatever $G$ wrote there, but $G$ is never
+rewarded for writing something $R$ can read. The library's code is these equations, numbered the
 same way:
 """)
 
