@@ -128,6 +128,8 @@ def test_the_keep_term_asks_for_the_identity_outside_s_map_only():
     assert m.generator_losses(batch, out | {"x_h_fake": changed})["keep"] == 0
     changed[..., 20] = batch["A"][..., 20] + 0.5                  # and one column outside: 0.5 on 2/32 of the pixels
     assert m.generator_losses(batch, out | {"x_h_fake": changed})["keep"].item() == pytest.approx(10 * 0.5 / 32)
+    wider = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, lambda_keep=10.0, keep_dilate=5)   # the map grows to column 20
+    assert wider.generator_losses(batch, out | {"x_h_fake": changed})["keep"] == 0
     out["m_p_fake"] = torch.sigmoid(m.nets["S"](batch["A"]))
     m.generator_losses(batch, out)["keep"].backward()
     assert all(p.grad is None for p in m.nets["S"].parameters()) and any(p.grad is not None for p in m.nets["G"].parameters())

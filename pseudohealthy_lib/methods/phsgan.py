@@ -54,7 +54,8 @@ at the identity and only has to learn a change of the image.
 
 Two more, off by default, aimed at the hiding itself. ``lambda_keep`` asks for the identity on
 pathological slices too, wherever S sees no disease (S's map is detached: this term must not
-teach S to call everything a lesion)::
+teach S to call everything a lesion; ``keep_dilate`` widens the map by that many pixels first,
+as ANT-GAN's ``am_dilate`` does for its mask)::
 
     L_keep = |(1 - S(x_p)) * (G(x_p) - x_p)|_1                                                 (7)
 
@@ -103,11 +104,11 @@ class PHSGAN(Translator):
     pseudo_healthy = True
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
-                "lambda_keep": 0.0, "block_hiding": False, "lr_s": None, "pool_size": 0,
+                "lambda_keep": 0.0, "keep_dilate": 0, "block_hiding": False, "lr_s": None, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
-              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "pool_size": (0, None),
+              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "pool_size": (0, None),
               "init_gain": (0, None)}
     variants = {"paired": {"setting": "paired"}, "unpaired": {"setting": "unpaired"},
                 "conditional-gan": {"setting": "gan"}}
@@ -210,7 +211,7 @@ class PHSGAN(Translator):
         if o["setting"] == "gan":
             return terms
         if o["lambda_keep"]:                                                                                  # Eq. (7)
-            outside = 1 - out["m_p_fake"].detach().float()
+            outside = 1 - L.dilate(out["m_p_fake"].detach().float(), o["keep_dilate"])
             terms["keep"] = o["lambda_keep"] * (outside * (out["x_h_fake"].float() - batch["A"].float()).abs()).mean()
         terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                      # Eq. (2)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
