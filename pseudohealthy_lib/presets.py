@@ -57,7 +57,9 @@ METHOD_PRESETS = {
     # PHS-GAN's teaching recipe, being searched (trials in pseudohealthy_lib/records/phsgan.jsonl):
     # narrow G and R, a critic twice as wide, 2400 steps, and the identity term on healthy slices
     # (Eq. 6, not in the paper), which raised identity and lowered the texture the generator writes
-    # over healthy tissue, but not yet to the book's floors; no PHS-GAN model is shipped yet
+    # over healthy tissue, but not yet to the book's floors. The keep / block_hiding options
+    # (Eq. 7) reach the identity and healthiness floors in the trials but leave a grid inside the
+    # lesion (lesion PSNR short of the floor), so they are not in the preset; no model is shipped yet
     ("phsgan", "cpu"): {"steps": 2400, "batch_size": 4, "lr": 2e-4, "ckpt_every": 400,
                         "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "s_ngf": 8, "lambda_id": 5.0}},
     # PHS-GAN's own networks (its Tables 2-4: 32 base channels, 6 residual blocks) at GPU sizes
