@@ -63,8 +63,8 @@ as ANT-GAN's ``am_dilate`` does for its mask)::
 learns to rebuild the lesion from whatever G wrote there, but G is never rewarded for writing
 something readable, so inside the lesion only the critic D_x shapes G's output. In the recorded
 trials the two together kept healthy tissue (identity 0.98 to 0.997) and satisfied the judge
-(healthiness 0.96 to 0.99), but the critic's gradient alone painted a grid inside the lesion:
-PSNR there stayed 2.5 to 4 dB short of the book's floor.
+(healthiness 0.95 to 0.99), but the critic's gradient alone painted a grid inside the lesion:
+PSNR there stayed 2.6 to 4.1 dB short of the book's floor.
 
 ``lr_s`` (default null: the config's lr) gives S its own learning rate, so that G, R and the
 critics can train faster than the segmentor, whose map collapsed to black at lr 1e-3 in a trial.
