@@ -32,12 +32,14 @@ def cycle_loss(reconstruction: torch.Tensor, original: torch.Tensor) -> torch.Te
     return F.l1_loss(reconstruction, original)
 
 
-def anomaly_mask_loss(fake_normal: torch.Tensor, abnormal: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def anomaly_mask_loss(fake_normal: torch.Tensor, abnormal: torch.Tensor, mask: torch.Tensor,
+                      power: int = 2) -> torch.Tensor:
     """Eq. (2): mean ((1 - M) * (G_A2N(x_a) - x_a))^2, the penalty for changing healthy pixels.
 
-    ``mask`` is 1 on the lesion (where changes are free) and 0 elsewhere.
+    ``mask`` is 1 on the lesion (where changes are free) and 0 elsewhere, or a soft map in
+    [0, 1]. ``power=1``: the mean absolute change instead (PHS-GAN's Eq. 7 in this library).
     """
-    return ((1 - mask) * (fake_normal - abnormal)).pow(2).mean()
+    return ((1 - mask) * (fake_normal - abnormal)).abs().pow(power).mean()
 
 
 def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:

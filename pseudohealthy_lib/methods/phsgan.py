@@ -119,14 +119,13 @@ class PHSGAN(Translator):
     @classmethod
     def resolve_options(cls, options, version):
         o = super().resolve_options(options, version)
-        lam = o["lambda_gan"]
-        if lam is None:                                  # Sec. 4.1: 1 paired, 2 unpaired ("focus on synthesis")
+        for key, what, ok in (("lambda_gan", "of at least 0", lambda v: v >= 0),
+                              ("lr_s", "above 0", lambda v: v > 0)):              # null or a number
+            v = o[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v)):
+                raise OptionError(f"phsgan option {key}: expected a finite number {what} or null, got {v!r}")
+        if o["lambda_gan"] is None:                      # Sec. 4.1: 1 paired, 2 unpaired ("focus on synthesis")
             o["lambda_gan"] = 2.0 if o["setting"] == "unpaired" else 1.0
-        elif isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise OptionError(f"phsgan option lambda_gan: expected a finite number of at least 0 or null, got {lam!r}")
-        lr_s = o["lr_s"]
-        if lr_s is not None and (isinstance(lr_s, bool) or not isinstance(lr_s, (int, float)) or not math.isfinite(lr_s) or lr_s <= 0):
-            raise OptionError(f"phsgan option lr_s: expected a finite number above 0 or null (the config's lr), got {lr_s!r}")
         return o
 
     def __init__(self, cfg):
@@ -161,9 +160,9 @@ class PHSGAN(Translator):
     def optimizers(self):
         gens = [self.nets[k] for k in ("G", "S", "R") if k in self.nets]
         critics = [self.nets[k] for k in ("D_x", "D_m") if k in self.nets]
-        opt_g = self.adam(*gens)
-        if self.opt["lr_s"] is not None and "S" in self.nets:      # S at its own learning rate
-            opt_g = self.adam(*(n for n in gens if n is not self.nets["S"]))
+        own_lr = self.opt["lr_s"] is not None and "S" in self.nets
+        opt_g = self.adam(*(n for n in gens if not (own_lr and n is self.nets["S"])))
+        if own_lr:                                                  # S at its own learning rate
             opt_g.add_param_group({"params": list(self.nets["S"].parameters()), "lr": self.opt["lr_s"]})
         return {"G": opt_g, "D": self.adam(*critics)}
 
@@ -214,8 +213,8 @@ class PHSGAN(Translator):
         if o["setting"] == "gan":
             return terms
         if o["lambda_keep"]:                                                                                  # Eq. (7)
-            outside = 1 - L.dilate(out["m_p_fake"].detach().float(), o["keep_dilate"])
-            terms["keep"] = o["lambda_keep"] * (outside * (out["x_h_fake"].float() - batch["A"].float()).abs()).mean()
+            inside = L.dilate(out["m_p_fake"].detach().float(), o["keep_dilate"])
+            terms["keep"] = o["lambda_keep"] * L.anomaly_mask_loss(out["x_h_fake"].float(), batch["A"].float(), inside, power=1)
         terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                      # Eq. (2)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
         terms["cc_H"] = o["lambda_cc"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
