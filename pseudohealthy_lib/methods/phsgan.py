@@ -94,7 +94,7 @@ from torch import nn
 
 from .. import losses as L
 from ..data.prepared import UnpairedDataset
-from ..networks import PHSCritic, ResnetGenerator, ResUnet, init_weights
+from ..networks import PatchGAN, PHSCritic, ResnetGenerator, ResUnet, init_weights
 from ..utils import OptionError
 from .base import ImagePool, Translator, register
 
@@ -107,9 +107,10 @@ class PHSGAN(Translator):
     pseudo_healthy = True
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
-                "lambda_keep": 0.0, "keep_dilate": 0, "block_hiding": False, "lr_s": None, "pool_size": 0,
+                "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "lr_s": None,
+                "critic": "table4", "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
-    choices = {"setting": SETTINGS, "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
+    choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "critic": ("table4", "patchgan"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
               "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "pool_size": (0, None),
               "init_gain": (0, None)}
@@ -124,6 +125,9 @@ class PHSGAN(Translator):
             v = o[key]
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v)):
                 raise OptionError(f"phsgan option {key}: expected a finite number {what} or null, got {v!r}")
+        if o["keep_map"] == "truth" and o["setting"] != "paired":
+            raise OptionError(f"phsgan option keep_map='truth' needs the training masks of the paired setting, "
+                              f"not setting={o['setting']!r}: use keep_map='S'")
         if o["lambda_gan"] is None:                      # Sec. 4.1: 1 paired, 2 unpaired ("focus on synthesis")
             o["lambda_gan"] = 2.0 if o["setting"] == "unpaired" else 1.0
         return o
@@ -135,11 +139,12 @@ class PHSGAN(Translator):
         def generator(in_ch, shortcut=False):            # Tables 2 and 3
             return ResnetGenerator(in_ch, 1, o["ngf"], o["n_blocks"], shortcut=shortcut, upsample="resize",
                                    deconv1_width=2 * o["ngf"], block_act="leaky", final_kernel=3)
-        nets = {"G": generator(1, o["shortcut"]), "D_x": PHSCritic(1, o["ndf"])}
+        critic = PHSCritic if o["critic"] == "table4" else PatchGAN
+        nets = {"G": generator(1, o["shortcut"]), "D_x": critic(1, o["ndf"])}
         if o["setting"] != "gan":
             nets |= {"S": ResUnet(1, 1, o["s_ngf"], o["s_depth"]), "R": generator(2)}
         if o["setting"] == "unpaired":
-            nets["D_m"] = PHSCritic(1, o["ndf"])
+            nets["D_m"] = critic(1, o["ndf"])
         self.nets = nn.ModuleDict({k: init_weights(v, o["init"], o["init_gain"]) for k, v in nets.items()})
         self.pool = ImagePool(o["pool_size"], seed=cfg.seed)
 
@@ -188,8 +193,8 @@ class PHSGAN(Translator):
         m_h = torch.zeros_like(x_h)
         out["m_p_fake"] = torch.sigmoid(self.nets["S"](x_p))
         to_r = out["x_h_fake"]
-        if self.opt["block_hiding"]:                 # no cycle gradient reaches G inside S's map
-            m = out["m_p_fake"].detach()
+        if self.opt["block_hiding"]:                 # no cycle gradient reaches G inside the map
+            m = self._lesion_map(batch, out)
             to_r = m * to_r.detach() + (1 - m) * to_r
         out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
         out["x_h_from_r"] = self.reconstruct(x_h, m_h)                                      # Cycle H-H
@@ -197,6 +202,10 @@ class PHSGAN(Translator):
         g_and_s = self.nets["G"](mid), torch.sigmoid(self.nets["S"](mid))
         out["x_h_rec"], out["m_h_rec"] = g_and_s
         return out
+
+    def _lesion_map(self, batch, out) -> torch.Tensor:
+        """Where Eq. (7) and block_hiding let G change x_p: S's map, detached, or the training mask."""
+        return batch["A_mask"].to(out["x_h_fake"].dtype) if self.opt["keep_map"] == "truth" else out["m_p_fake"].detach()
 
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` plus N(0, cycle_noise^2) noise while training (the cycles' intermediate images)."""
@@ -213,7 +222,7 @@ class PHSGAN(Translator):
         if o["setting"] == "gan":
             return terms
         if o["lambda_keep"]:                                                                                  # Eq. (7)
-            inside = L.dilate(out["m_p_fake"].detach().float(), o["keep_dilate"])
+            inside = L.dilate(self._lesion_map(batch, out).float(), o["keep_dilate"])
             terms["keep"] = o["lambda_keep"] * L.anomaly_mask_loss(out["x_h_fake"].float(), batch["A"].float(), inside, power=1)
         terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                      # Eq. (2)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
