@@ -55,6 +55,9 @@ def test_patchgan_matches_antgan_table_3():
     assert d(torch.zeros(1, 1, 240, 240)).shape == (1, 1, 30, 30)
     expected = conv(4, 1, 64) + conv(4, 64, 128) + conv(4, 128, 256) + conv(4, 256, 256) + conv(4, 256, 1)
     assert n_params(d) == expected == 1_709_761
+    ref = PatchGAN(conv4_width=512)                        # the pix2pix / CycleGAN 70x70 PatchGAN: Conv4 8 ndf
+    assert ref(torch.zeros(1, 1, 240, 240)).shape == (1, 1, 30, 30)
+    assert n_params(ref) == conv(4, 1, 64) + conv(4, 64, 128) + conv(4, 128, 256) + conv(4, 256, 512) + conv(4, 512, 1) == 2_762_689
 
 
 def test_unet_8_down_8_up():

@@ -13,7 +13,7 @@ from pseudohealthy_lib.data import load_prepared
 from pseudohealthy_lib.data.prepared import UnpairedDataset
 from pseudohealthy_lib.engine import TrainConfig
 from pseudohealthy_lib.methods import PHSGAN
-from pseudohealthy_lib.networks import PHSCritic, ResnetGenerator, ResUnet
+from pseudohealthy_lib.networks import PatchGAN, PHSCritic, ResnetGenerator, ResUnet
 from pseudohealthy_lib.utils import OptionError
 
 
@@ -172,3 +172,26 @@ def test_the_segmentor_can_have_its_own_learning_rate():
     for bad in (0, -1e-3, "fast", True):
         with pytest.raises(OptionError, match="phsgan option lr_s: expected a finite number above 0 or null"):
             phs(lr_s=bad)
+
+
+def test_the_critic_can_be_the_patchgan_and_the_map_the_training_mask():
+    """critic='patchgan' swaps Table 4 for the 70x70 PatchGAN; keep_map='truth' uses A_mask in Eq. (7) and block_hiding."""
+    assert isinstance(phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4).nets["D_x"], PHSCritic)
+    m = phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, critic="patchgan")
+    assert all(isinstance(m.nets[k], PatchGAN) for k in ("D_x", "D_m"))
+    assert m.nets["D_x"](torch.zeros(1, 1, 64, 64)).shape == (1, 1, 8, 8)
+    batch = phs().example_batch(2, 32)
+    batch["A_mask"] = torch.zeros_like(batch["A_mask"])
+    batch["A_mask"][..., :16] = 1                                  # the truth: the left half is diseased
+    m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, lambda_keep=10.0, keep_map="truth")
+    out = m(batch)
+    out["m_p_fake"] = 1 - batch["A_mask"]                          # S says the opposite: it must not matter
+    changed = batch["A"].clone()
+    changed[..., :16] = -1
+    assert m.generator_losses(batch, out | {"x_h_fake": changed})["keep"] == 0
+    assert m._lesion_map(batch, out).equal(batch["A_mask"])
+    for setting in ("unpaired", "gan"):
+        with pytest.raises(OptionError, match=f"keep_map='truth' needs the training masks of the paired setting, not setting='{setting}'"):
+            phs(setting, keep_map="truth")
+    with pytest.raises(OptionError, match="critic"):
+        phs(critic="wgan")

@@ -66,6 +66,15 @@ trials the two together kept healthy tissue (identity 0.98 to 0.997) and satisfi
 (healthiness 0.95 to 0.99), but the critic's gradient alone painted a grid inside the lesion:
 PSNR there stayed 2.6 to 4.1 dB short of the book's floor.
 
+``keep_map='truth'`` (paired setting only; default ``'S'``) uses the training mask of x_p
+instead of S's map in (7) and in ``block_hiding``, as ANT-GAN's anomaly-mask loss does: the
+paired setting has these masks anyway (for L_Seg), and an S that is still learning misses
+parts of the lesion (the oedema, in the trials), which (7) then asks G to keep.
+
+``critic='patchgan'`` (default ``'table4'``) swaps Table 4's critics for the 70x70 PatchGAN
+of ANT-GAN's Table III: at 128x128 Table 4 scores 8x8 patches through four stride-2 layers
+(instance norm from the first), the PatchGAN 16x16 through three.
+
 ``lr_s`` (default null: the config's lr) gives S its own learning rate, so that G, R and the
 critics can train faster than the segmentor, whose map collapsed to black at lr 1e-3 in a trial.
 

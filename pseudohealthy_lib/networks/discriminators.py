@@ -22,18 +22,21 @@ class PatchGAN(nn.Module):
 
     The 4x4 stride-1 convs use asymmetric padding (1 before, 2 after) so that they keep the
     30x30 size the table lists. No sigmoid: the least-squares loss regresses the raw scores.
+    ``conv4_width`` overrides Conv4's width (Table III: 4*ndf; the pix2pix / CycleGAN reference's
+    70x70 PatchGAN: 8*ndf).
     """
 
-    def __init__(self, in_ch: int = 1, ndf: int = 64):
+    def __init__(self, in_ch: int = 1, ndf: int = 64, conv4_width: int | None = None):
         super().__init__()
+        w4 = conv4_width or 4 * ndf
         lrelu = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
         same = lambda: nn.ZeroPad2d((1, 2, 1, 2))  # noqa: E731
         self.body = nn.Sequential(
             nn.Conv2d(in_ch, ndf, 4, 2, 1), lrelu(),                                   # Conv1
             nn.Conv2d(ndf, 2 * ndf, 4, 2, 1), _norm(2 * ndf), lrelu(),                 # Conv2
             nn.Conv2d(2 * ndf, 4 * ndf, 4, 2, 1), _norm(4 * ndf), lrelu(),             # Conv3
-            same(), nn.Conv2d(4 * ndf, 4 * ndf, 4, 1), _norm(4 * ndf), lrelu(),        # Conv4
-            same(), nn.Conv2d(4 * ndf, 1, 4, 1))                                       # Conv5
+            same(), nn.Conv2d(4 * ndf, w4, 4, 1), _norm(w4), lrelu(),                  # Conv4
+            same(), nn.Conv2d(w4, 1, 4, 1))                                            # Conv5
 
     def forward(self, x):
         return self.body(x)
