@@ -646,3 +646,18 @@ def test_killed_training_resumes_to_the_same_weights(tiny_prepared, train_refere
         for k in a["nets"][n]:
             assert torch.equal(a["nets"][n][k], b["nets"][n][k]), f"{n}.{k} differs ({where})"
     assert b["history_rows"] == len(read_history(out)) == a["history_rows"]
+
+
+def test_the_speed_benchmark_names_a_wrong_reference_folder(tmp_path):
+    """scripts/bench_training.py --reference-repo: a folder without the reference's code, or a depth it lacks."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_training", Path(__file__).parents[1] / "scripts" / "bench_training.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit, match=f"--reference-repo {tmp_path}: no models/cycle_gan_model.py there"):
+        bench.reference_repo_model(str(tmp_path), 64, 8, 6, 1, str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "cycle_gan_model.py").write_text("")
+    with pytest.raises(SystemExit, match="--blocks 4: the reference implementation has ResNet generators of 6 or 9 blocks"):
+        bench.reference_repo_model(str(tmp_path), 64, 8, 4, 1, str(tmp_path))

@@ -11,7 +11,7 @@ import torch
 from pseudohealthy_lib import losses as L
 from pseudohealthy_lib.data import load_prepared
 from pseudohealthy_lib.data.prepared import UnpairedDataset
-from pseudohealthy_lib.engine import TrainConfig
+from pseudohealthy_lib.engine import StepContext, TrainConfig
 from pseudohealthy_lib.methods import PHSGAN
 from pseudohealthy_lib.networks import PatchGAN, PHSCritic, ResnetGenerator, ResUnet
 from pseudohealthy_lib.utils import OptionError
@@ -86,7 +86,7 @@ def test_the_cycle_terms_follow_eq_1():
     batch = m.example_batch(2, 32)
     batch["B"] = batch["A"].clone()
     out = {"x_h_fake": batch["A"], "m_p_fake": batch["A_mask"], "x_p_rec": batch["A"], "x_h_from_r": batch["B"],
-           "x_h_rec": batch["B"], "m_h_rec": torch.zeros_like(batch["B"])}
+           "x_h_rec": batch["B"], "m_h": torch.zeros_like(batch["B"]), "m_h_rec": torch.zeros_like(batch["B"])}
     t = m.generator_losses(batch, out)
     assert t["cc_P"] == t["cc_H"] == t["cc_M"] == 0 and t["seg"] < 1e-4
     t = m.generator_losses(batch, out | {"m_h_rec": torch.ones_like(batch["B"])})
@@ -195,3 +195,28 @@ def test_the_critic_can_be_the_patchgan_and_the_map_the_training_mask():
             phs(setting, keep_map="truth")
     with pytest.raises(OptionError, match="critic"):
         phs(critic="wgan")
+
+
+def test_cycle_hh_can_start_from_another_subjects_lesion(tiny_prepared):
+    """hh_mask='other': R paints another volume's lesion into x_h; G must remove it and S find it (Eq. 1')."""
+    m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other")
+    data = load_prepared(tiny_prepared)
+    data = dataclasses.replace(data, split=np.full(len(data), "train"))       # all three subjects
+    assert "M" in m.dataset(data, "train")[0] and "M" not in phs().dataset(data, "train")[0]
+    batch = m.example_batch(2, 32)
+    batch["M"] = torch.zeros_like(batch["A_mask"])
+    batch["M"][..., 4:12, 4:12] = 1
+    out = m(batch)
+    assert out["m_h"].equal(batch["M"])
+    terms = m.generator_losses(batch, out)
+    assert "gan_R" not in terms and "gan_R" in phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4).generator_losses(batch, phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4)(batch))
+    assert m.generator_losses(batch, out | {"m_h_rec": batch["M"]})["cc_M"] == 0           # S finds exactly the pasted lesion
+    assert m.generator_losses(batch, out | {"m_h_rec": torch.zeros_like(batch["M"])})["cc_M"].item() == pytest.approx(10 * 64 / 1024)
+    seen = []
+    critic = m.nets["D_x"].forward
+    m.nets["D_x"].forward = lambda x: seen.append(len(x)) or critic(x)
+    m.training_step(batch, StepContext(torch.device("cpu"), None, m.optimizers(), None, 1))
+    assert seen[-1] == 2 + 2                                       # real healthy + G(x_p) only: R's lesioned image is no fake
+    with pytest.raises(OptionError, match="hh_mask='other' changes Cycle H-H, which setting='gan' does not have"):
+        phs("gan", hh_mask="other")
+

@@ -75,6 +75,14 @@ parts of the lesion (the oedema, in the trials), which (7) then asks G to keep.
 of ANT-GAN's Table III: at 128x128 Table 4 scores 8x8 patches through four stride-2 layers
 (instance norm from the first), the PatchGAN 16x16 through three.
 
+``hh_mask='other'`` (default ``'black'``, the paper's m_h = 0) starts Cycle H-H from the lesion
+mask of another subject: R paints that lesion into the healthy slice, and G must take it out
+again, exactly, with S finding it, a supervised lesion-removal task like ANT-GAN's NC cycle
+(G_A2N(G_N2A(x_n)) = x_n). The first half of (2) for R is dropped then (R's output now has a
+lesion), and so is R's image among D_x's fakes::
+
+    L_CC(H-H) = |G(R(x_h, m)) - x_h|_1 + |S(R(x_h, m)) - m|_1,   m: a mask of another volume   (1')
+
 ``lr_s`` (default null: the config's lr) gives S its own learning rate, so that G, R and the
 critics can train faster than the segmentor, whose map collapsed to black at lr 1e-3 in a trial.
 
@@ -117,9 +125,9 @@ class PHSGAN(Translator):
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
                 "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "lr_s": None,
-                "critic": "table4", "pool_size": 0,
+                "critic": "table4", "hh_mask": "black", "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
-    choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "critic": ("table4", "patchgan"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
+    choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
               "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "pool_size": (0, None),
               "init_gain": (0, None)}
@@ -137,6 +145,8 @@ class PHSGAN(Translator):
         if o["keep_map"] == "truth" and o["setting"] != "paired":
             raise OptionError(f"phsgan option keep_map='truth' needs the training masks of the paired setting, "
                               f"not setting={o['setting']!r}: use keep_map='S'")
+        if o["hh_mask"] == "other" and o["setting"] == "gan":
+            raise OptionError("phsgan option hh_mask='other' changes Cycle H-H, which setting='gan' does not have")
         if o["lambda_gan"] is None:                      # Sec. 4.1: 1 paired, 2 unpaired ("focus on synthesis")
             o["lambda_gan"] = 2.0 if o["setting"] == "unpaired" else 1.0
         return o
@@ -165,7 +175,8 @@ class PHSGAN(Translator):
 
     # -- engine interface
     def dataset(self, data, split):
-        return UnpairedDataset(data, split, seed=self.cfg.seed, other_mask=self.opt["setting"] == "unpaired")
+        other = self.opt["setting"] == "unpaired" or self.opt["hh_mask"] == "other"
+        return UnpairedDataset(data, split, seed=self.cfg.seed, other_mask=other)
 
     def example_batch(self, batch_size, size, device="cpu"):
         batch = super().example_batch(batch_size, size, device)
@@ -199,14 +210,14 @@ class PHSGAN(Translator):
             out["x_h_id"] = self.nets["G"](x_h)                                      # Eq. (6)
         if self.opt["setting"] == "gan":
             return out
-        m_h = torch.zeros_like(x_h)
+        m_h = batch["M"].to(x_h.dtype) if self.opt["hh_mask"] == "other" else torch.zeros_like(x_h)
         out["m_p_fake"] = torch.sigmoid(self.nets["S"](x_p))
         to_r = out["x_h_fake"]
         if self.opt["block_hiding"]:                 # no cycle gradient reaches G inside the map
             m = self._lesion_map(batch, out)
             to_r = m * to_r.detach() + (1 - m) * to_r
         out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
-        out["x_h_from_r"] = self.reconstruct(x_h, m_h)                                      # Cycle H-H
+        out["m_h"], out["x_h_from_r"] = m_h, self.reconstruct(x_h, m_h)                                      # Cycle H-H
         mid = self._noisy(out["x_h_from_r"])
         g_and_s = self.nets["G"](mid), torch.sigmoid(self.nets["S"](mid))
         out["x_h_rec"], out["m_h_rec"] = g_and_s
@@ -233,10 +244,11 @@ class PHSGAN(Translator):
         if o["lambda_keep"]:                                                                                  # Eq. (7)
             inside = L.dilate(self._lesion_map(batch, out).float(), o["keep_dilate"])
             terms["keep"] = o["lambda_keep"] * L.anomaly_mask_loss(out["x_h_fake"].float(), batch["A"].float(), inside, power=1)
-        terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                      # Eq. (2)
+        if o["hh_mask"] == "black":                  # R(x_h, m) with a lesion in m is not meant to look healthy
+            terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                  # Eq. (2)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
         terms["cc_H"] = o["lambda_cc"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
-        terms["cc_M"] = o["lambda_cc"] * out["m_h_rec"].float().abs().mean()                              # Eq. (1)
+        terms["cc_M"] = o["lambda_cc"] * (out["m_h_rec"].float() - out["m_h"].float()).abs().mean()      # Eq. (1)
         if o["setting"] == "paired":
             terms["seg"] = o["lambda_seg"] * L.soft_dice_loss(out["m_p_fake"].float(), batch["A_mask"])    # Eq. (3)
         else:
@@ -247,7 +259,8 @@ class PHSGAN(Translator):
         n = self.nets
         out, terms, loss_g = self.update_generators(batch, ctx, [n[k] for k in ("D_x", "D_m") if k in n])
         with ctx.autocast():
-            fakes = [out["x_h_fake"].detach()] + ([out["x_h_from_r"].detach()] if "x_h_from_r" in out else [])
+            from_r = "x_h_from_r" in out and self.opt["hh_mask"] == "black"
+            fakes = [out["x_h_fake"].detach()] + ([out["x_h_from_r"].detach()] if from_r else [])
             fake = self.pool.query(torch.cat(fakes))
             pred_real, pred_fake = n["D_x"](torch.cat([batch["B"], fake])).split([len(batch["B"]), len(fake)])
             d_x = 0.5 * (L.gan_loss(pred_real, True) + L.gan_loss(pred_fake, False))
