@@ -683,10 +683,13 @@ def reference_rows(result: dict) -> dict:
 
 def manifest_metrics(model, data, device="cpu") -> dict:
     """What a manifest stores as ``metrics``: :func:`~pseudohealthy_lib.evaluate.evaluate` on the
-    test split of ``data`` (translators judged by the zoo's ``segmentor-phantom`` when it is there), as JSON,
-    without the per-metric uncertainty."""
-    judge = zoo.load_pretrained(zoo.SEGMENTOR, device) if (
-        getattr(model, "pseudo_healthy", False) and zoo.SEGMENTOR in zoo.available()) else None
+    test split of ``data`` (translators judged by the zoo's judge of their phantom's lesion,
+    :func:`~pseudohealthy_lib.zoo.judge_name`, when it is there), as JSON, without the per-metric
+    uncertainty."""
+    judge = None
+    if getattr(model, "pseudo_healthy", False):
+        name = zoo.judge_name(getattr(getattr(model, "cfg", None), "lesion", "glioma"))
+        judge = zoo.load_pretrained(name, device) if name in zoo.available() else None
     res = to_json(evaluate(model, data, "test", segmentor=judge))
     res.pop("uncertainty", None)
     return res

@@ -54,16 +54,16 @@ METHOD_PRESETS = {
     # reference N(0, 0.02) initialisation
     ("antgan", "cpu"): {"steps": 3600, "batch_size": 4, "lr": 1e-3, "ckpt_every": 600,
                         "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 1000.0, "am_dilate": 2}},
-    # PHS-GAN's teaching recipe, being searched (trials in pseudohealthy_lib/records/phsgan.jsonl):
-    # narrow G and R, a critic twice as wide, 2400 steps, and the identity term on healthy slices
-    # (Eq. 6, not in the paper). The first trial to meet the paired floors on the selection phantom
-    # (identity 0.987, healthiness 0.995, lesion PSNR 16.0 dB; one seed) adds lr 1e-3 with lr_s 2e-4,
-    # lambda_keep 10 on the training mask (keep_map truth, keep_dilate 2), critic patchgan,
-    # pool_size 50 and hh_mask other. keep_map='truth' is for the paired setting only and
-    # hh_mask='other' needs Cycle H-H, so those two go into the paired model's recipe, not here,
-    # when the models are shipped (not yet)
-    ("phsgan", "cpu"): {"steps": 2400, "batch_size": 4, "lr": 2e-4, "ckpt_every": 400,
-                        "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "s_ngf": 8, "lambda_id": 5.0}},
+    # PHS-GAN's teaching recipe, from the measured search in pseudohealthy_lib/records/phsgan.jsonl
+    # (chapter 6): narrow G and R, a critic twice as wide (the PatchGAN), 2400 steps at ANT-GAN's
+    # lr 1e-3 with S at 2e-4, a 50-image history, and two terms that are not in the paper, the
+    # identity on healthy slices (Eq. 6) and on pathological slices outside the lesion map, widened
+    # by 2 pixels (Eq. 7). The paired recipe adds keep_map='truth' (the paired setting's training
+    # masks) and both proposed recipes hh_mask='other' (pseudohealthy_lib/recipes.py): the first
+    # is refused outside the paired setting, the second by the conditional-GAN baseline
+    ("phsgan", "cpu"): {"steps": 2400, "batch_size": 4, "lr": 1e-3, "ckpt_every": 400,
+                        "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "s_ngf": 8, "lambda_id": 5.0, "lr_s": 2e-4,
+                                    "lambda_keep": 10.0, "keep_dilate": 2, "critic": "patchgan", "pool_size": 50}},
     # PHS-GAN's own networks (its Tables 2-4: 32 base channels, 6 residual blocks) at GPU sizes
     ("phsgan", "colab"): {"options": {"ngf": 32, "n_blocks": 6, "ndf": 32}},
     ("phsgan", "paper"): {"options": {"ngf": 32, "n_blocks": 6, "ndf": 32}},

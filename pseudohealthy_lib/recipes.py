@@ -23,12 +23,15 @@ from .methods import get_method
 from .presets import add_train_arguments, train_config
 
 #: The arguments of ``python -m pseudohealthy_lib train`` that make each shipped model, run
-#: with ``--out runs/NAME --export NAME``. The segmentor comes first, because the others'
-#: healthiness is measured with it when they are exported.
+#: with ``--out runs/NAME --export NAME``. The segmentors come first, because the others'
+#: healthiness is measured with them when they are exported (:data:`~pseudohealthy_lib.zoo.JUDGES`).
 RECIPES = {
     # the judge trains on its own phantom (100 subjects, seed 1), so it has never seen a subject
     # of the phantoms the translators are trained and tested on (seed 0) or of fresh test phantoms
     zoo.SEGMENTOR: "segmentor --preset cpu --subjects 100 --data-seed 1 --set healthy_twins=true --set lambda_clean=0.2",
+    # the judge of the stroke phantom's translators, made the same way on a stroke phantom
+    zoo.JUDGES["stroke"]: "segmentor --preset cpu --subjects 100 --data-seed 1 --lesion stroke --set healthy_twins=true "
+                          "--set lambda_clean=0.2",
     "cyclegan-resnet-mask": "cyclegan --preset cpu --set generator=resnet --set domain_b=mask",
     "cyclegan-unet-mask": "cyclegan --preset cpu --set generator=unet --set ngf=16 --set domain_b=mask",
     # ANT-GAN's ablation study (Fig. 5, Table IV): one preset, one seed
@@ -42,13 +45,19 @@ RECIPES = {
     **{f"antgan-sweep-lam{lam:g}": f"antgan --preset sweep --set lambda_am={lam:g}" for lam in (0, 0.01, 0.1, 1, 10, 100)},
     # a remedy for checkerboards, a labelled variant (the paper's transposed convs stay the default)
     "antgan-resize": "antgan --preset cpu --set upsample=resize",
-    # PHS-GAN's Table 1 (chapter 6): the proposed settings with three seeds each, and the paper's two
-    # baselines trained as it defines them (no identity term), with the same budget and widths
-    **{f"phsgan-{setting}{f'-s{seed}' if seed else ''}": f"phsgan --preset cpu --variant {setting}"
-       + (f" --seed {seed}" if seed else "") for setting in ("paired", "unpaired") for seed in (0, 1, 2)},
-    "phsgan-cgan": "phsgan --preset cpu --variant conditional-gan --set lambda_id=0",
-    "phsgan-cyclegan": "cyclegan --preset cpu --steps 2400 --set generator=resnet --set ngf=16 --set n_blocks=4 "
-                       "--set ndf=32 --set init=normal --set dropout=0",
+    # PHS-GAN's Table 1 (chapter 6) on the glioma and the stroke phantom: the proposed settings with
+    # three seeds each, and the paper's two baselines trained as it defines them (no identity or
+    # keep term), with the same budget and widths. The proposed models start Cycle H-H from another
+    # subject's mask (hh_mask), and the paired ones keep the image outside their training mask
+    # (keep_map), the recipe the search selected
+    **{f"phsgan-{setting}{tag}{f'-s{seed}' if seed else ''}": f"phsgan --preset cpu --variant {setting}"
+       + (" --set keep_map=truth" if setting == "paired" else "") + " --set hh_mask=other" + lesion
+       + (f" --seed {seed}" if seed else "")
+       for tag, lesion in (("", ""), ("-stroke", " --lesion stroke")) for setting in ("paired", "unpaired") for seed in (0, 1, 2)},
+    **{f"phsgan-cgan{tag}": f"phsgan --preset cpu --variant conditional-gan --set lambda_id=0 --set lambda_keep=0{lesion}"
+       for tag, lesion in (("", ""), ("-stroke", " --lesion stroke"))},
+    **{f"phsgan-cyclegan{tag}": "cyclegan --preset cpu --steps 2400 --set generator=resnet --set ngf=16 --set n_blocks=4 "
+       f"--set ndf=32 --set init=normal --set dropout=0{lesion}" for tag, lesion in (("", ""), ("-stroke", " --lesion stroke"))},
 }
 
 
@@ -91,15 +100,18 @@ def ensure(*names: str, train: bool | None = None) -> None:
     """Check that every named model is in the zoo. A missing one raises :class:`~pseudohealthy_lib.zoo.ZooMissing`
     unless training is asked for (``train=True``, or ``PH_TRAIN_MISSING=1`` when ``train`` is
     None); then it is trained with its recipe into ``runs_dir()/NAME`` (resumable) and exported
-    to the zoo, the judge first (the others' healthiness is measured with it)."""
+    to the zoo, the judges first (the others' healthiness is measured with them)."""
     missing = [n for n in names if n not in zoo.available()]
     if not missing:
         return
     if not _training_allowed(train):
         raise zoo.ZooMissing(zoo.missing_message(missing))
-    if zoo.SEGMENTOR not in zoo.available() and zoo.SEGMENTOR not in missing:
-        missing.insert(0, zoo.SEGMENTOR)
-    for name in sorted(missing, key=lambda n: n != zoo.SEGMENTOR):
+    judges = set(zoo.JUDGES.values())
+    for name in [n for n in missing if n not in judges and n in RECIPES]:      # each translator's judge first
+        judge = zoo.judge_name(recipe_config(name).lesion)
+        if judge not in zoo.available() and judge not in missing:
+            missing.insert(0, judge)
+    for name in sorted(missing, key=lambda n: n not in judges):
         args = train_args(name)
         out = runs_dir() / name
         print(f"{name} is not in the zoo ({zoo_dir()}): training it now into {out} with\n"

@@ -26,7 +26,17 @@ from .engine import CHECKPOINT, TrainConfig, Trainer, git_commit, hardware, load
 from .methods import from_config, get_method
 from .utils import DataError, atomic_path
 
-SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric
+SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric (glioma phantom)
+#: The healthiness judge of each phantom lesion: translators trained on that lesion are judged by it.
+JUDGES = {"glioma": SEGMENTOR, "stroke": "segmentor-stroke"}
+
+
+def judge_name(lesion: str) -> str:
+    """The zoo judge of translators trained on the phantom with ``lesion`` (:data:`JUDGES`)."""
+    if lesion not in JUDGES:
+        raise ValueError(f"no healthiness judge for lesion {lesion!r}; known: {', '.join(JUDGES)}")
+    return JUDGES[lesion]
+
 
 class ZooMissing(DataError):
     """A zoo model is not where the zoo is looked for; the message says where and how to get it."""

@@ -23,6 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pseudohealthy_lib import zoo                                         # noqa: E402
 from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
 from pseudohealthy_lib.engine import git_commit                           # noqa: E402
 from pseudohealthy_lib.evaluate import FLOOR_SETS, check_floors, compute_references, evaluate, load_model  # noqa: E402
@@ -35,10 +36,10 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--subjects", type=int, default=20)
     ap.add_argument("--floors", choices=sorted(FLOOR_SETS), default="antgan")
     ap.add_argument("--lesion", choices=["glioma", "stroke"], default="glioma")
-    ap.add_argument("--judge", default="segmentor-phantom", help="zoo segmentor that judges healthiness")
+    ap.add_argument("--judge", default=None, help="zoo segmentor that judges healthiness (default: the zoo's judge of --lesion)")
     a = ap.parse_args(argv)
     FLOORS = FLOOR_SETS[a.floors]
-    judge = load_model(a.judge)
+    judge = load_model(a.judge or zoo.judge_name(a.lesion))
     data = load_prepared(default.phantom_dataset(a.subjects, a.lesion, seed=a.seed))
     nothing = compute_references(data, "all", judge)["do nothing"]
     rows = []

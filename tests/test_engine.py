@@ -166,6 +166,23 @@ def test_zoo_ensure_trains_only_what_is_missing_and_only_when_asked(tiny_prepare
     assert capsys.readouterr().out == ""
 
 
+def test_zoo_ensure_judges_each_translator_by_its_own_phantoms_judge(tiny_prepared, tmp_path, monkeypatch):
+    """A translator brings the judge of its phantom's lesion first (here a stand-in judge for the
+    glioma lesion of the tiny data, not segmentor-phantom), and its manifest's healthiness is measured by it."""
+    monkeypatch.setenv("PH_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setattr(recipes, "runs_dir", lambda: tmp_path / "runs")
+    monkeypatch.setitem(zoo.JUDGES, "glioma", "judge-x")
+    fast = f"--preset fast --data {tiny_prepared} --steps 2"
+    monkeypatch.setitem(recipes.RECIPES, "judge-x", f"segmentor {fast} --set unet_downs=5")
+    monkeypatch.setitem(recipes.RECIPES, "tiny", f"antgan {fast}")
+    recipes.ensure("tiny", train=True)
+    assert zoo.available() == ["judge-x", "tiny"]
+    assert zoo.manifest("tiny")["metrics"]["judge"]["name"] == "judge-x"
+    assert zoo.judge_name("stroke") == "segmentor-stroke" and "segmentor-stroke" in recipes.RECIPES
+    with pytest.raises(ValueError, match="no healthiness judge for lesion 'ms'; known: glioma, stroke"):
+        zoo.judge_name("ms")
+
+
 def test_ddp_two_processes_stay_in_sync(tiny_prepared, tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
