@@ -22,6 +22,20 @@ from .evaluate import manifest_metrics
 from .methods import get_method
 from .presets import add_train_arguments, train_config
 
+#: The phantoms of PHS-GAN's Table 1 (chapter 6), by lesion, with the tag their models' names carry.
+PHSGAN_LESIONS = {"glioma": "", "stroke": "-stroke"}
+
+
+def phsgan_name(kind: str, lesion: str = "glioma", seed: int = 0) -> str:
+    """The zoo name of a chapter-6 model: ``kind`` is ``'paired'``, ``'unpaired'``, ``'cgan'`` or
+    ``'cyclegan'``; e.g. ``phsgan_name('paired', 'stroke', 1) == 'phsgan-paired-stroke-s1'``."""
+    return f"phsgan-{kind}{PHSGAN_LESIONS[lesion]}{f'-s{seed}' if seed else ''}"
+
+
+def _lesion_arg(lesion: str) -> str:
+    return "" if lesion == "glioma" else f" --lesion {lesion}"
+
+
 #: The arguments of ``python -m pseudohealthy_lib train`` that make each shipped model, run
 #: with ``--out runs/NAME --export NAME``. The segmentors come first, because the others'
 #: healthiness is measured with them when they are exported (:data:`~pseudohealthy_lib.zoo.JUDGES`).
@@ -50,14 +64,13 @@ RECIPES = {
     # keep term), with the same budget and widths. The proposed models start Cycle H-H from another
     # subject's mask (hh_mask), and the paired ones keep the image outside their training mask
     # (keep_map), the recipe the search selected
-    **{f"phsgan-{setting}{tag}{f'-s{seed}' if seed else ''}": f"phsgan --preset cpu --variant {setting}"
-       + (" --set keep_map=truth" if setting == "paired" else "") + " --set hh_mask=other" + lesion
-       + (f" --seed {seed}" if seed else "")
-       for tag, lesion in (("", ""), ("-stroke", " --lesion stroke")) for setting in ("paired", "unpaired") for seed in (0, 1, 2)},
-    **{f"phsgan-cgan{tag}": f"phsgan --preset cpu --variant conditional-gan --set lambda_id=0 --set lambda_keep=0{lesion}"
-       for tag, lesion in (("", ""), ("-stroke", " --lesion stroke"))},
-    **{f"phsgan-cyclegan{tag}": "cyclegan --preset cpu --steps 2400 --set generator=resnet --set ngf=16 --set n_blocks=4 "
-       f"--set ndf=32 --set init=normal --set dropout=0{lesion}" for tag, lesion in (("", ""), ("-stroke", " --lesion stroke"))},
+    **{phsgan_name(setting, lesion, seed): f"phsgan --preset cpu --variant {setting}"
+       + (" --set keep_map=truth" if setting == "paired" else "") + " --set hh_mask=other" + _lesion_arg(lesion)
+       + (f" --seed {seed}" if seed else "") for lesion in PHSGAN_LESIONS for setting in ("paired", "unpaired") for seed in (0, 1, 2)},
+    **{phsgan_name("cgan", lesion): "phsgan --preset cpu --variant conditional-gan --set lambda_id=0 --set lambda_keep=0"
+       + _lesion_arg(lesion) for lesion in PHSGAN_LESIONS},
+    **{phsgan_name("cyclegan", lesion): "cyclegan --preset cpu --steps 2400 --set generator=resnet --set ngf=16 --set n_blocks=4 "
+       "--set ndf=32 --set init=normal --set dropout=0" + _lesion_arg(lesion) for lesion in PHSGAN_LESIONS},
 }
 
 

@@ -220,3 +220,20 @@ def test_cycle_hh_can_start_from_another_subjects_lesion(tiny_prepared):
     with pytest.raises(OptionError, match="hh_mask='other' changes Cycle H-H, which setting='gan' does not have"):
         phs("gan", hh_mask="other")
 
+
+def test_hh_detach_keeps_cycle_hh_from_training_the_painter():
+    """hh_detach: Eq. (1') reaches G and S but not R, which then learns from Cycle P-H alone."""
+    def grads(**o):
+        torch.manual_seed(0)
+        m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other", **o)
+        batch = m.example_batch(2, 32)
+        out = m(batch)
+        terms = m.generator_losses(batch, out)
+        (terms["cc_H"] + terms["cc_M"]).backward()
+        return {k: sum(p.grad.abs().sum().item() for p in m.nets[k].parameters() if p.grad is not None) for k in ("G", "S", "R")}
+    free, fixed = grads(), grads(hh_detach=True)
+    assert free["R"] > 0 and fixed["R"] == 0
+    assert fixed["G"] > 0 and fixed["S"] > 0
+    with pytest.raises(OptionError, match="hh_detach=true needs hh_mask='other'"):
+        phs(hh_detach=True)
+

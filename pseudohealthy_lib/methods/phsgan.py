@@ -85,6 +85,11 @@ lesion), and so is R's image among D_x's fakes::
 
     L_CC(H-H) = |G(R(x_h, m)) - x_h|_1 + |S(R(x_h, m)) - m|_1,   m: a mask of another volume   (1')
 
+``hh_detach=True`` (needs ``hh_mask='other'``) makes R a fixed painter in that cycle: its image
+is detached before G and S, so (1') trains G and S only, and R learns from Cycle P-H alone. Without
+it, R is also rewarded for painting lesions that G finds easy to take out, which need not look
+like real ones.
+
 In the recorded trials, keeping the paper's cycles (no ``block_hiding``) and adding (6), (7) on
 the training mask widened by 2 pixels, the PatchGAN, a 50-image history and ANT-GAN's learning
 rate 1e-3 (S at 2e-4) reached identity 0.990, healthiness 0.997 and lesion PSNR 15.5 dB (the
@@ -134,7 +139,7 @@ class PHSGAN(Translator):
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
                 "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "lr_s": None,
-                "critic": "table4", "hh_mask": "black", "pool_size": 0,
+                "critic": "table4", "hh_mask": "black", "hh_detach": False, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
@@ -156,6 +161,9 @@ class PHSGAN(Translator):
                               f"not setting={o['setting']!r}: use keep_map='S'")
         if o["hh_mask"] == "other" and o["setting"] == "gan":
             raise OptionError("phsgan option hh_mask='other' changes Cycle H-H, which setting='gan' does not have")
+        if o["hh_detach"] and o["hh_mask"] != "other":
+            raise OptionError("phsgan option hh_detach=true needs hh_mask='other' (with the paper's black mask, "
+                              "Cycle H-H is what trains R to make healthy images)")
         if o["lambda_gan"] is None:                      # Sec. 4.1: 1 paired, 2 unpaired ("focus on synthesis")
             o["lambda_gan"] = 2.0 if o["setting"] == "unpaired" else 1.0
         return o
@@ -227,7 +235,7 @@ class PHSGAN(Translator):
             to_r = m * to_r.detach() + (1 - m) * to_r
         out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
         out["m_h"], out["x_h_from_r"] = m_h, self.reconstruct(x_h, m_h)                                      # Cycle H-H
-        mid = self._noisy(out["x_h_from_r"])
+        mid = self._noisy(out["x_h_from_r"].detach() if self.opt["hh_detach"] else out["x_h_from_r"])
         g_and_s = self.nets["G"](mid), torch.sigmoid(self.nets["S"](mid))
         out["x_h_rec"], out["m_h_rec"] = g_and_s
         return out
