@@ -86,12 +86,15 @@ from pseudohealthy_lib import explore, recipes, viz, zoo
 from pseudohealthy_lib.data import default, load_prepared
 from pseudohealthy_lib.evaluate import hidden_lesion
 
-GROUPS = {"conditional GAN": ["phsgan-cgan"], "CycleGAN": ["phsgan-cyclegan"],
-          "proposed (unpaired)": ["phsgan-unpaired", "phsgan-unpaired-s1", "phsgan-unpaired-s2"],
-          "proposed (paired)": ["phsgan-paired", "phsgan-paired-s1", "phsgan-paired-s2"]}
-recipes.ensure(*[n for names in GROUPS.values() for n in names])
-judge = zoo.load_pretrained(zoo.SEGMENTOR)                       # the healthiness judge of chapter 1
-data = load_prepared(default.phantom_dataset())                 # the glioma phantom; its test split
+GROUPS = {"conditional GAN": ("cgan", [0]), "CycleGAN": ("cyclegan", [0]),        # Table 1: kind of model, seeds
+          "proposed (unpaired)": ("unpaired", [0, 1, 2]), "proposed (paired)": ("paired", [0, 1, 2])}
+LESIONS = recipes.PHSGAN_LESIONS                                 # the glioma and the stroke phantom
+def models_of(lesion):
+    return {label: [recipes.phsgan_name(kind, lesion, seed) for seed in seeds] for label, (kind, seeds) in GROUPS.items()}
+recipes.ensure(*[n for lesion in LESIONS for names in models_of(lesion).values() for n in names])
+judges = {lesion: zoo.load_pretrained(zoo.judge_name(lesion)) for lesion in LESIONS}   # chapter 1's judge, one per phantom
+datas = {lesion: load_prepared(default.phantom_dataset(lesion=lesion)) for lesion in LESIONS}
+data, judge = datas["glioma"], judges["glioma"]
 cyclegan, paired = zoo.load_pretrained("phsgan-cyclegan"), zoo.load_pretrained("phsgan-paired")
 picks = explore.spread_cases(data, "test", 3)
 x, truth, masks = data.images[picks].astype(np.float32), data.healthy[picks].astype(np.float32), data.masks[picks]
@@ -417,31 +420,55 @@ selected on one seed; the three seeds of section 5 show how much the result move
 md(r"""
 ## 4. What the methods do (the paper's Figs. 1 and 4)
 
-Three test slices, from a large lesion to a small one. For each method: its pseudo-healthy
-output and, for PHS-GAN, the map its segmentor found. The last columns are the phantom's true
-healthy image and true mask, which no real dataset has.
+Three test slices of each phantom, from a large lesion to a small one. For each method its
+pseudo-healthy output (seed 0 of the proposed models); the last column is the phantom's true
+healthy image, which no real dataset has. The red line is the true lesion's outline.
 """)
 
 code(r"""
-first = {label: zoo.load_pretrained(names[0]) for label, names in GROUPS.items()}
-outs = {label: explore.translate_slices(m, x) for label, m in first.items()}
-maps = {label: explore.segment_slices(first[label], x) for label in ("proposed (unpaired)", "proposed (paired)")}
-rows = [[x[r], *(outs[k][r] for k in outs), *(maps[k][r] for k in maps), truth[r], masks[r]] for r in range(len(x))]
-titles = ["input", "cond. GAN", "CycleGAN", "unpaired", "paired", "S(x) unpaired", "S(x) paired", "true healthy", "true mask"]
-fig = viz.image_grid(rows, titles, size=1.9)
+SHORT = {"conditional GAN": "cond. GAN", "CycleGAN": "CycleGAN", "proposed (unpaired)": "PHS-GAN unpaired",
+         "proposed (paired)": "PHS-GAN paired"}
+first = {lesion: {label: zoo.load_pretrained(names[0]) for label, names in models_of(lesion).items()} for lesion in LESIONS}
+cases = {}
+for lesion, d in datas.items():
+    picks = explore.spread_cases(d, "test", 3)
+    cases[lesion] = xs, ms = d.images[picks].astype(np.float32), d.masks[picks]
+    outs = [explore.translate_slices(m, xs) for m in first[lesion].values()]
+    rows = [[xs[r], *(o[r] for o in outs), d.healthy[picks][r].astype(np.float32)] for r in range(len(xs))]
+    fig = viz.image_grid(rows, ["input", *SHORT.values(), "true healthy"], size=2.1,
+                         suptitle=f"{lesion} phantom: pseudo-healthy outputs")
+    for i, ax in enumerate(fig.axes):
+        viz.mask_contour(ax, ms[i // len(rows[0])])
 """)
 
 md(r"""
-## 5. Table 1 on the glioma phantom
+PHS-GAN also returns the map of the disease, $S(x_p)$, which its reconstructor needs. The maps of
+the two proposed settings beside the true mask; the paired segmentor learned from masks of these
+very images (Eq. 3), the unpaired one only from a critic of lesion shapes (Eq. 4) and from the
+lesions $R$ paints in Cycle H-H:
+""")
+
+code(r"""
+for lesion, (xs, ms) in cases.items():
+    maps = [explore.segment_slices(first[lesion][k], xs) for k in ("proposed (unpaired)", "proposed (paired)")]
+    rows = [[xs[r], *(m[r] for m in maps), ms[r].astype(np.float32)] for r in range(len(xs))]
+    viz.image_grid(rows, ["input", "$S(x_p)$ unpaired", "$S(x_p)$ paired", "true mask"], size=2.1,
+                   suptitle=f"{lesion} phantom: the pathology maps")
+""")
+
+md(r"""
+## 5. Table 1 on two phantoms
 
 The paper scores two things. **Identity**: a masked MS-SSIM between output and input outside the
 lesion, $\text{MS-SSIM}[(1 - m_p) \odot \tilde{x}_h, (1 - m_p) \odot x_p]$ (1 = the rest of the
 image is untouched). **Healthiness**: a segmentor trained on pathological images (our judge,
-trained on a phantom of other subjects) looks for lesion in the outputs,
-$h = 1 - \mathbb{E}[N(f(\tilde{x}_h))] / \mathbb{E}[N(m_p)]$ with $N$ the number of lesion pixels
-(1 = it finds none). The phantom adds **lesion PSNR**: inside the lesion, the output against the
-true healthy image.
+trained on a phantom of other subjects with the same kind of lesion) looks for lesion in the
+outputs, $h = 1 - \mathbb{E}[N(f(\tilde{x}_h))] / \mathbb{E}[N(m_p)]$ with $N$ the number of lesion
+pixels (1 = it finds none). The phantom adds **lesion PSNR**: inside the lesion, the output
+against the true healthy image.
 
+The paper evaluates on BraTS (gliomas) and ISLES (strokes); we use the two phantoms of chapter 1
+with those lesions, each with its own judge and its own models, trained with the same recipes.
 Each row is a recipe. For the proposed models the value is the mean over their three seeds, "sd
 subjects" the standard deviation over test subjects (of each subject's value averaged over the
 seeds) and "sd seeds" the standard deviation of the three seeds' values; the baselines were
@@ -449,13 +476,16 @@ trained once.
 """)
 
 code(r"""
-from pseudohealthy_lib.evaluate import evaluate, seed_table, combine_seeds, paired_test
-results = {label: [evaluate(zoo.load_pretrained(n), data, "test", segmentor=judge, references=(n == "phsgan-paired"))
-                   for n in names] for label, names in GROUPS.items()}
-nothing = results["proposed (paired)"][0]["references"]["do nothing"]
-table = seed_table(results)
-table.loc["do nothing (output = input)"] = {("seeds", ""): 0, **{(k, "mean"): nothing[k] for k in ("identity", "healthiness", "psnr_lesion")}}
-table.round(3)
+from pseudohealthy_lib.evaluate import evaluate, seed_table, combine_seeds, compute_references, paired_test
+KEYS3 = ("identity", "healthiness", "psnr_lesion")
+results = {lesion: {label: [evaluate(zoo.load_pretrained(n), datas[lesion], "test", segmentor=judges[lesion]) for n in names]
+                    for label, names in models_of(lesion).items()} for lesion in LESIONS}
+nothing = {lesion: compute_references(datas[lesion], "test", judges[lesion])["do nothing"] for lesion in LESIONS}
+tables = {}
+for lesion in LESIONS:
+    tables[lesion] = seed_table(results[lesion])
+    tables[lesion].loc["do nothing (output = input)"] = {("seeds", ""): 0, **{(k, "mean"): nothing[lesion][k] for k in KEYS3}}
+pd.concat(tables, names=["phantom"]).round(3)
 """)
 
 md(r"""
@@ -466,81 +496,103 @@ of the two baselines on that metric:
 """)
 
 code(r"""
-KEYS3 = ("identity", "healthiness", "psnr_lesion")
-combined = {label: combine_seeds(rs, KEYS3) for label, rs in results.items()}
+combined = {lesion: {label: combine_seeds(rs, KEYS3) for label, rs in results[lesion].items()} for lesion in LESIONS}
 rows = {}
-for key in KEYS3:
-    best = max(("conditional GAN", "CycleGAN"), key=lambda b: combined[b][key])
-    for label in ("proposed (unpaired)", "proposed (paired)"):
-        t = paired_test(combined[label], combined[best], key)
-        rows[(key, label)] = {"best baseline": best, "difference": t["mean_difference"], "p": t["p"],
-                              "significantly better": t["verdict"] == "a better", "subjects": t["n"]}
+for lesion, comb in combined.items():
+    for key in KEYS3:
+        best = max(("conditional GAN", "CycleGAN"), key=lambda b: comb[b][key])
+        for label in ("proposed (unpaired)", "proposed (paired)"):
+            t = paired_test(comb[label], comb[best], key)
+            rows[(lesion, key, label)] = {"best baseline": best, "difference": t["mean_difference"], "p": t["p"],
+                                          "significantly better": t["verdict"] == "a better", "subjects": t["n"]}
 stars = pd.DataFrame(rows).T
 stars.round(4)
 """)
 
 code(r"""
-order = {key: [label for label, _ in sorted(combined.items(), key=lambda kv: -kv[1][key])] for key in KEYS3}
 PAPER = ["proposed (paired)", "proposed (unpaired)", "CycleGAN", "conditional GAN"]     # best first, on both metrics
-holds = {key: order[key] == PAPER for key in KEYS3}
-glue("order_identity", " > ".join(order["identity"]), display=False)
-glue("order_healthiness", " > ".join(order["healthiness"]), display=False)
-glue("order_psnr", " > ".join(order["psnr_lesion"]), display=False)
-glue("order_verdict", ("holds on both of the paper's metrics" if holds["identity"] and holds["healthiness"] else
-                       "holds for identity but not for healthiness" if holds["identity"] else
-                       "holds for healthiness but not for identity" if holds["healthiness"] else
-                       "holds for neither of the paper's metrics"), display=False)
-n_star = int(stars["significantly better"].sum())
-glue("stars", f"{n_star} of the {len(stars)}", display=False)
-for label, short in (("proposed (paired)", "paired"), ("proposed (unpaired)", "unpaired")):
+for lesion, comb in combined.items():
+    order = {key: sorted(comb, key=lambda label: -comb[label][key]) for key in KEYS3}
     for key in KEYS3:
-        glue(f"{short}_{key}", f"{combined[label][key]:.3f}" if key != "psnr_lesion" else f"{combined[label][key]:.2f}", display=False)
-glue("nothing_psnr", f"{nothing['psnr_lesion']:.2f}", display=False)
+        glue(f"order_{lesion}_{key}", " > ".join(order[key]), display=False)
+    holds = [order[key] == PAPER for key in ("identity", "healthiness")]
+    glue(f"order_{lesion}_verdict", ("holds on both of the paper's metrics" if all(holds) else
+                                     "holds for identity but not for healthiness" if holds[0] else
+                                     "holds for healthiness but not for identity" if holds[1] else
+                                     "holds for neither of the paper's metrics"), display=False)
+    n_star = int(stars.loc[lesion, "significantly better"].sum())
+    glue(f"stars_{lesion}", f"{n_star} of the {len(stars.loc[lesion])}", display=False)
+    u, c = comb["proposed (unpaired)"], comb["CycleGAN"]
+    beats = [k for k in KEYS3 if u[k] > c[k]]
+    glue(f"unpaired_{lesion}", ("beats CycleGAN on all three metrics" if len(beats) == 3 else
+                                f"beats CycleGAN on {' and '.join(beats)} only" if beats else
+                                "does not beat CycleGAN on any of the three metrics"), display=False)
 """, tags=["hide-input"])
 
 md(r"""
-Ranked by the mean over seeds, best first:
+Ranked by the mean over seeds, best first, on the glioma phantom:
 
-* identity: {glue:text}`order_identity`;
-* healthiness: {glue:text}`order_healthiness`;
-* lesion PSNR against the truth: {glue:text}`order_psnr`.
+* identity: {glue:text}`order_glioma_identity`;
+* healthiness: {glue:text}`order_glioma_healthiness`;
+* lesion PSNR against the truth: {glue:text}`order_glioma_psnr_lesion`;
+
+and on the stroke phantom:
+
+* identity: {glue:text}`order_stroke_identity`;
+* healthiness: {glue:text}`order_stroke_healthiness`;
+* lesion PSNR against the truth: {glue:text}`order_stroke_psnr_lesion`.
 
 The paper's ordering (paired > unpaired > CycleGAN > conditional GAN, on both of its metrics)
-{glue:text}`order_verdict` on the glioma phantom, and {glue:text}`stars` comparisons of the
-proposed models with the best baseline are significant at the 5 % level. The paper reports, on
-BraTS, identity 0.88 and healthiness 0.99 for the paired model, 0.83 and 0.98 unpaired, 0.80 and
-0.83 for CycleGAN and 0.74 and 0.82 for the conditional GAN; its numbers come from full-size
-networks trained far longer on real scans, so compare the ordering, not the values.
+{glue:text}`order_glioma_verdict` on the glioma phantom and {glue:text}`order_stroke_verdict` on
+the stroke phantom; {glue:text}`stars_glioma` comparisons of the proposed models with the best
+baseline are significant at the 5 % level on the first, {glue:text}`stars_stroke` on the second.
+The unpaired model {glue:text}`unpaired_glioma` on the glioma phantom and
+{glue:text}`unpaired_stroke` on the stroke phantom. The paper reports, on BraTS, identity 0.88
+and healthiness 0.99 for the paired model, 0.83 and 0.98 unpaired, 0.80 and 0.83 for CycleGAN and
+0.74 and 0.82 for the conditional GAN; its numbers come from full-size networks trained far longer
+on real scans, so compare the ordering, not the values.
 
 **Does it do the job?** The book holds PHS-GAN to three floors (`evaluate.PHSGAN_FLOORS`): identity
 at least 0.95, healthiness at least 0.85 and, inside the lesion, at least 6 dB of PSNR more than
-doing nothing (whose lesion PSNR here is {glue:text}`nothing_psnr` dB). The floors are checked
-for each seed of the paired model on this test split, then on a fresh phantom that no recipe
-trial, test or chapter uses:
+doing nothing. The floors are checked for each seed of the proposed models on each phantom's
+test split:
 """)
 
 code(r"""
 from pseudohealthy_lib.evaluate import PHSGAN_FLOORS, check_floors
-floors = pd.concat({n: check_floors(r, nothing, PHSGAN_FLOORS)[["value", "met"]]
-                    for n, r in zip(GROUPS["proposed (paired)"], results["proposed (paired)"])}, axis=1)
-n_met = int(floors.xs("met", axis=1, level=1).to_numpy().sum())
-glue("floors_test", f"{n_met} of the {floors.xs('met', axis=1, level=1).size}", display=False)
-floors
+floors = pd.concat({(lesion, n): check_floors(r, nothing[lesion], PHSGAN_FLOORS)["value"]
+                    for lesion in LESIONS for label in ("proposed (unpaired)", "proposed (paired)")
+                    for n, r in zip(models_of(lesion)[label], results[lesion][label])}, axis=1).T
+met = pd.DataFrame({k: [ok(v, nothing[lesion][k]) for (lesion, _), v in floors[k].items()]
+                    for k, (_, ok) in PHSGAN_FLOORS.items()}, index=floors.index)
+floors["floors met"] = met.sum(axis=1)
+for lesion in LESIONS:
+    paired_names = models_of(lesion)["proposed (paired)"]
+    glue(f"floors_{lesion}", f"{int(met.loc[lesion].loc[paired_names].to_numpy().sum())} of {met.loc[lesion].loc[paired_names].size}",
+         display=False)
+floors.round(3)
+""")
+
+md(r"""
+The same check on fresh phantoms that no recipe trial, test or chapter uses (seed 2026, every
+slice), recorded by `scripts/check_floors.py --floors phsgan`:
 """)
 
 code(r"""
 from pseudohealthy_lib.config import RECORDS_DIR
 import json
+ours = {n for lesion in LESIONS for names in models_of(lesion).values() for n in names}
 fresh = [r for r in map(json.loads, (RECORDS_DIR / "floors.jsonl").read_text().splitlines())
-         if r.get("floors") == "phsgan" and r["model"] in GROUPS["proposed (paired)"] + GROUPS["proposed (unpaired)"]]
-fresh = {r["model"]: {k: r[k]["value"] for k in PHSGAN_FLOORS} | {"floors met": sum(r[k]["passes"] for k in PHSGAN_FLOORS),
-                                                                 "phantom seed": r["phantom"]["seed"]} for r in fresh}
+         if r.get("floors") == "phsgan" and r["model"] in ours]
+fresh = {r["model"]: {"phantom": f"{r['phantom'].get('lesion', 'glioma')}, seed {r['phantom']['seed']}",
+                      **{k: r[k]["value"] for k in PHSGAN_FLOORS}, "do nothing PSNR": r["do_nothing"]["psnr_lesion"],
+                      "floors met": sum(r[k]["passes"] for k in PHSGAN_FLOORS)} for r in fresh}
 pd.DataFrame(fresh).T.round(3)
 """)
 
 md(r"""
-On the test split the paired seeds meet {glue:text}`floors_test` floor checks; the last table is
-the same check on the fresh phantom, recorded by `scripts/check_floors.py --floors phsgan`.
+On the test splits the paired seeds meet {glue:text}`floors_glioma` floor checks on the glioma
+phantom and {glue:text}`floors_stroke` on the stroke phantom.
 
 ## 6. Summary
 
@@ -550,6 +602,9 @@ the same check on the fresh phantom, recorded by `scripts/check_floors.py --floo
   where the lesion is (Eqs. 1-5); Cycle H-H keeps $G$ close to the identity on healthy images.
 * Without masks for the training images, a critic on masks of other volumes trains $S$
   (the unpaired setting).
+* At a CPU budget the paper's losses leave $G$ free to rewrite healthy tissue; the book's recipe
+  adds the identity outside the lesion (Eqs. 6 and 7) and a supervised removal task in Cycle H-H
+  (Eq. 1'), and section 3 records what each step bought.
 * Identity and healthiness measure two halves of the job; on the phantom, the truth inside the
   lesion measures whether what was painted in is the right tissue.
 
