@@ -27,7 +27,7 @@ from .methods import from_config, get_method
 from .utils import DataError, atomic_path
 
 SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric (glioma phantom)
-#: The healthiness judge of each phantom lesion: translators trained on that lesion are judged by it.
+#: The healthiness judge of each phantom lesion (translators trained on that lesion are judged by it).
 JUDGES = {"glioma": SEGMENTOR, "stroke": "segmentor-stroke"}
 
 
