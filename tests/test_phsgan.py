@@ -237,3 +237,18 @@ def test_hh_detach_keeps_cycle_hh_from_training_the_painter():
     with pytest.raises(OptionError, match="hh_detach=true needs hh_mask='other'"):
         phs(hh_detach=True)
 
+
+def test_lambda_hh_weighs_the_image_term_of_cycle_hh_alone():
+    torch.manual_seed(0)
+    m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other")
+    batch = m.example_batch(2, 32)
+    out = m(batch)
+    base = m.generator_losses(batch, out)
+    assert m.opt["lambda_hh"] == m.opt["lambda_cc"] == 10                    # the paper's single weight
+    m.opt["lambda_hh"] = 30.0
+    heavier = m.generator_losses(batch, out)
+    assert heavier["cc_H"].item() == pytest.approx(3 * base["cc_H"].item())
+    assert heavier["cc_P"].item() == base["cc_P"].item() and heavier["cc_M"].item() == base["cc_M"].item()
+    with pytest.raises(OptionError, match="lambda_hh: expected a finite number of at least 0 or null, got -1"):
+        phs(lambda_hh=-1)
+

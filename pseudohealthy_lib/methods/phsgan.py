@@ -101,6 +101,10 @@ recipe trains on the book's phantom missed the lesion floor on a fresh phantom (
 0.6 dB (15.7 against 16.3, ``records/floors.jsonl``): G's output stays brighter than the truth
 inside the lesion (a ghost of it, +0.08 to +0.17 on average), which is most of the error there.
 
+``lambda_hh`` (default null: ``lambda_cc``, as in the paper) weighs the image term of Cycle
+H-H apart from the other two terms of (1): with ``hh_mask='other'`` it is the supervised removal
+of a painted lesion, the one term that says what G should leave where a lesion was.
+
 ``lr_s`` (default null: the config's lr) gives S its own learning rate, so that G, R and the
 critics can train faster than the segmentor, whose map collapsed to black at lr 1e-3 in a trial.
 
@@ -141,7 +145,7 @@ class PHSGAN(Translator):
     name = "phsgan"
     pseudo_healthy = True
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
-                "lambda_cc": 10.0, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
+                "lambda_cc": 10.0, "lambda_hh": None, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
                 "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "lr_s": None,
                 "critic": "table4", "hh_mask": "black", "hh_detach": False, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
@@ -155,7 +159,7 @@ class PHSGAN(Translator):
     @classmethod
     def resolve_options(cls, options, version):
         o = super().resolve_options(options, version)
-        for key, what, ok in (("lambda_gan", "of at least 0", lambda v: v >= 0),
+        for key, what, ok in (("lambda_gan", "of at least 0", lambda v: v >= 0), ("lambda_hh", "of at least 0", lambda v: v >= 0),
                               ("lr_s", "above 0", lambda v: v > 0)):              # null or a number
             v = o[key]
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v)):
@@ -168,6 +172,8 @@ class PHSGAN(Translator):
         if o["hh_detach"] and o["hh_mask"] != "other":
             raise OptionError("phsgan option hh_detach=true needs hh_mask='other' (with the paper's black mask, "
                               "Cycle H-H is what trains R to make healthy images)")
+        if o["lambda_hh"] is None:                       # the paper: one weight for every term of Eq. (1)
+            o["lambda_hh"] = o["lambda_cc"]
         if o["lambda_gan"] is None:                      # Sec. 4.1: 1 paired, 2 unpaired ("focus on synthesis")
             o["lambda_gan"] = 2.0 if o["setting"] == "unpaired" else 1.0
         return o
@@ -268,7 +274,7 @@ class PHSGAN(Translator):
         if o["hh_mask"] == "black":                  # R(x_h, m) with a lesion in m is not meant to look healthy
             terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                  # Eq. (2)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
-        terms["cc_H"] = o["lambda_cc"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
+        terms["cc_H"] = o["lambda_hh"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
         terms["cc_M"] = o["lambda_cc"] * (out["m_h_rec"].float() - out["m_h"].float()).abs().mean()      # Eq. (1)
         if o["setting"] == "paired":
             terms["seg"] = o["lambda_seg"] * L.soft_dice_loss(out["m_p_fake"].float(), batch["A_mask"])    # Eq. (3)
