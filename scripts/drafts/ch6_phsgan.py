@@ -202,7 +202,10 @@ $$
 
 (the paper raises the weight of Eq. 2 to 2 without pairs, "to focus the attention on synthesis").
 Where does the one-to-many problem go? $R$ is *told* where the lesion is, so it can put it back
-without any help from $\tilde{x}_h$, and $G$ has no reason to keep a trace of it.
+in the right place without any help from $\tilde{x}_h$. It is not told what the lesion looked
+like, though: its brightness and texture inside the map must still come from $\tilde{x}_h$, the
+only other input, so Eq. (1) still pays $G$ a little for leaving a faint copy there. Section 1
+measured where $R$ puts the lesion; section 3 shows what is left of the copy.
 
 Notice what Eqs. (1)-(5) do *not* ask: that $G(x_p)$ equal $x_p$ outside the lesion. $R$ only has
 to be able to rebuild $x_p$ from it, and $D_x$ only has to accept it as healthy. Section 3 shows
