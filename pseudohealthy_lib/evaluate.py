@@ -686,10 +686,8 @@ def manifest_metrics(model, data, device="cpu") -> dict:
     test split of ``data`` (translators judged by the zoo's judge of their phantom's lesion,
     :func:`~pseudohealthy_lib.zoo.judge_name`, when it is there), as JSON, without the per-metric
     uncertainty."""
-    judge = None
-    if getattr(model, "pseudo_healthy", False):
-        name = zoo.judge_name(getattr(getattr(model, "cfg", None), "lesion", "glioma"))
-        judge = zoo.load_pretrained(name, device) if name in zoo.available() else None
+    name = zoo.judge_name(model.cfg.lesion) if getattr(model, "pseudo_healthy", False) else None
+    judge = zoo.load_pretrained(name, device) if name in zoo.available() else None
     res = to_json(evaluate(model, data, "test", segmentor=judge))
     res.pop("uncertainty", None)
     return res
