@@ -49,6 +49,7 @@ TRANSLATOR_KEYS = {
     "psnr_lesion": "PSNR (dB) inside the lesion vs the true healthy image (BraTS 2023 inpainting scoring)",
     "ssim_lesion": "SSIM inside the lesion vs the true healthy image",
     "mae_lesion": "mean absolute error inside the lesion vs the true healthy image",
+    "bias_lesion": "mean of output minus true healthy image inside the lesion (> 0: a bright ghost left)",
     "change_healthy": "mean |G(x) - x| over tissue of lesion-free slices (should be ~0)",
 }
 #: Pooled metrics of a translator (computed over all slices of the split at once).
@@ -147,15 +148,17 @@ def _stack(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def _run(fn, x01: np.ndarray, device, batch_size: int) -> tuple[np.ndarray, float]:
+def _run(fn, x01: np.ndarray, device, batch_size: int, masks=None) -> tuple[np.ndarray, float]:
     """Apply ``fn`` (tensors in [-1, 1] -> [-1, 1]) to images in [0, 1]; outputs in [0, 1] and
-    the seconds spent in ``fn`` (device synchronised)."""
+    the seconds spent in ``fn`` (device synchronised). With ``masks`` (N, H, W), ``fn(x, m)``
+    also gets each batch's masks (B, 1, H, W) in {0, 1}."""
     out, t = [], 0.0
     for s in range(0, len(x01), batch_size):
         x = pp.to_tanh_range(torch.from_numpy(x01[s:s + batch_size])[:, None]).to(device)
+        m = None if masks is None else torch.from_numpy(np.asarray(masks[s:s + batch_size], np.float32))[:, None].to(device)
         _sync(device)
         t0 = time.perf_counter()
-        y = fn(x)
+        y = fn(x) if m is None else fn(x, m)
         _sync(device)
         t += time.perf_counter() - t0
         out.append(pp.from_tanh_range(y.float()).clamp(0, 1)[:, 0].cpu().numpy())
@@ -259,13 +262,13 @@ def paired_test(a: Result, b: Result, key: str, higher_is_better: bool = True, a
 # scoring arrays (shared by models and reference rows)
 
 
-def _val_threshold(data, fn, device, batch_size) -> float | None:
+def _val_threshold(data, fn, device, batch_size, with_masks: bool = False) -> float | None:
     """The threshold of |x - G(x)| with the best pooled Dice on the validation split."""
     if "val" not in set(data.split.tolist()):
         return None
     idx = _split(data, "val")
     x = _stack(data.images, idx)
-    y, _ = _run(fn, x, device, batch_size)
+    y, _ = _run(fn, x, device, batch_size, data.masks[idx] if with_masks else None)
     det = M.detection(np.abs(y - x), data.masks[idx], M.tissue_mask(x))
     return det["threshold_max"] if np.isfinite(det["threshold_max"]) else None
 
@@ -289,7 +292,8 @@ def score_translation(x, y, masks, subjects, labels, truth=None, judge=None, thr
             per["ssim_tissue"][i] = M.ssim(y[i], x[i], keep)
             if truth is not None:
                 f = M.lesion_fidelity(y[i], truth[i], x[i], m)
-                per["psnr_lesion"][i], per["ssim_lesion"][i], per["mae_lesion"][i] = f["psnr"], f["ssim"], f["mae"]
+                for k in ("psnr", "ssim", "mae", "bias"):
+                    per[f"{k}_lesion"][i] = f[k]
         elif tissue[i].any():
             per["change_healthy"][i] = float(np.abs(y[i] - x[i])[tissue[i]].mean())
     res = Result(per_slice=per, subjects=np.asarray(subjects))
@@ -401,7 +405,10 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
             res, secs = _score_mask_translation(model, x, masks, subjects, labels, dev, batch_size)
         else:
             fn = model.translate if hasattr(model, "translate") else model
-            y, secs = _run(fn, x, dev, batch_size)
+            inpainter = getattr(model, "needs_mask", False)     # it is given the true lesion masks
+            if inpainter:
+                fn = lambda t, m: model.translate(t, mask=m)   # noqa: E731
+            y, secs = _run(fn, x, dev, batch_size, masks if inpainter else None)
             judge = load_model(segmentor) if segmentor is not None else None
             if judge is not None and kind_of(judge) != "segmentor":
                 from .utils import OptionError
@@ -409,7 +416,7 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
                 raise OptionError(f"segmentor: the judge must be a segmentor (a model with predict), "
                                   f"not a {kind_of(judge)}")
             truth = _stack(data.healthy, idx) if data.has_ground_truth else None
-            thr = _val_threshold(data, fn, dev, batch_size) if split not in ("val", None, "all") else None
+            thr = _val_threshold(data, fn, dev, batch_size, inpainter) if split not in ("val", None, "all") else None
             on_in = judge_masks(judge, x[labels == 1]) if judge is not None else None
             res = score_translation(x, y, masks, subjects, labels, truth, judge, thr, on_in)
             if judge is not None:

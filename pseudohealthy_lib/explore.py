@@ -126,11 +126,16 @@ class LambdaExplorer:
 
     ``models`` maps lambda_AM -> a model with ``translate`` (or a zoo name); ``metrics`` maps
     lambda_AM -> the model's test metrics (for zoo names: the manifest's, written by ``train``).
+    Any other setting can take lambda_AM's place: ``label`` names it, ``output`` names the
+    model's output in the titles, and ``log=False`` draws the curve on a linear axis (the noise
+    level of the diffusion chapter, one model sampled at several levels).
     """
 
-    def __init__(self, models: dict, data, metrics: dict | None = None, split: str = "test", n_cases: int = 8):
+    def __init__(self, models: dict, data, metrics: dict | None = None, split: str = "test", n_cases: int = 8,
+                 label: str = "λ_AM", output: str = "G_A2N(x)", log: bool = True):
         from . import zoo
 
+        self.label, self.output, self.log = label, output, log
         self.lams = sorted(models)
         self.data = data
         self.cases = spread_cases(data, split, n_cases)
@@ -162,13 +167,16 @@ class LambdaExplorer:
         if lam is not None:
             ax.plot(pos[lam], self.metrics[lam][metric], "o", ms=12, mfc="none", mec="tab:red", mew=2)
         ax.set_xticks([pos[l] for l in self.lams], [f"{l:g}" for l in self.lams])
-        ax.set(xlabel="λ_AM", ylabel=LAMBDA_METRICS[metric])
+        ax.set(xlabel=self.label, ylabel=LAMBDA_METRICS[metric])
         ax.grid(alpha=0.3)
         ax.figure.tight_layout()
         return ax.figure
 
     def _positions(self) -> dict:
-        """x positions: log10(lambda), with lambda = 0 one decade left of the smallest positive one."""
+        """x positions: log10(lambda), with lambda = 0 one decade left of the smallest positive one
+        (or lambda itself, on a linear axis)."""
+        if not self.log:
+            return {l: float(l) for l in self.lams}
         pos_l = [l for l in self.lams if l > 0]
         lo = np.log10(min(pos_l)) - 1 if pos_l else 0.0
         return {l: (np.log10(l) if l > 0 else lo) for l in self.lams}
@@ -178,7 +186,7 @@ class LambdaExplorer:
         lam = self.lams[len(self.lams) // 2] if lam is None else lam
         fig = plt.figure(figsize=(12, 2.9))
         gs = fig.add_gridspec(1, 5, width_ratios=[1, 1, 1, 1, 1.6])
-        titles = ["input x", f"G_A2N(x), λ_AM={lam:g}", "|G_A2N(x) - x|", "lesion mask"]
+        titles = ["input x", f"{self.output}, {self.label}={lam:g}", f"|{self.output} - x|", "lesion mask"]
         pics = [self.x[case], self.out[lam][case], np.abs(self.out[lam][case] - self.x[case]), None]
         for j in range(4):
             ax = fig.add_subplot(gs[j])
@@ -203,7 +211,7 @@ class LambdaExplorer:
             raise ValueError(f"no view lam={lam!r}, case={case!r}, metric={metric!r}: lambdas {self.lams}, "
                              f"cases 0-{len(self.cases) - 1}, metrics {self.metric_names}")
         lam_w = W.SelectionSlider(options=[(f"{l:g}", l) for l in self.lams], value=lam,
-                                  description="λ_AM", continuous_update=True)
+                                  description=self.label, continuous_update=True)
         case_w = W.Dropdown(options=[(f"case {c + 1}: {self.data.subjects[i]} slice {self.data.slice_index[i]}, "
                                       f"lesion {int(self.m[c].sum())} px", c) for c, i in enumerate(self.cases)],
                             value=case, description="test case", layout=W.Layout(width="420px"))

@@ -161,18 +161,22 @@ def lesion_fidelity(output, truth, image, mask) -> dict:
     1. both images are normalised with :func:`percentile_normalize`, using the 0.5 and 99.5
        percentiles of the *voided* input (its tissue outside the lesion: what a model can see);
     2. PSNR (range 1) and MAE over the lesion pixels;
-    3. SSIM computed on the whole normalised images (:func:`ssim_map`), averaged inside the lesion.
+    3. SSIM computed on the whole normalised images (:func:`ssim_map`), averaged inside the lesion;
+    4. the *bias*, the mean of output minus truth over the lesion pixels (not a challenge
+       metric): above 0 the output is brighter than the healthy tissue there, the mark of a faint
+       copy of a bright lesion left behind; below 0, darker. PSNR alone cannot tell which.
 
-    Returns ``{"psnr", "ssim", "mae"}`` (``nan`` for an empty mask).
+    Returns ``{"psnr", "ssim", "mae", "bias"}`` (``nan`` for an empty mask).
     """
     m = _np(mask) > 0.5
     if not m.any():
-        return {"psnr": float("nan"), "ssim": float("nan"), "mae": float("nan")}
+        return dict.fromkeys(("psnr", "ssim", "mae", "bias"), float("nan"))
     img = _np(image)
     visible = ~m & tissue_mask(img)
     ref = img[visible] if visible.any() else img
     o, t = percentile_normalize(output, ref), percentile_normalize(truth, ref)
-    return {"psnr": psnr(o[m], t[m]), "ssim": float(ssim_map(o, t)[m].mean()), "mae": float(np.abs(o - t)[m].mean())}
+    return {"psnr": psnr(o[m], t[m]), "ssim": float(ssim_map(o, t)[m].mean()), "mae": float(np.abs(o - t)[m].mean()),
+            "bias": float((o - t)[m].mean())}
 
 
 def dice_of_difference(output, image, mask, threshold: float = 0.1) -> float:

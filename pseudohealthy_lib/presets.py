@@ -67,6 +67,9 @@ METHOD_PRESETS = {
     # PHS-GAN's own networks (its Tables 2-4: 32 base channels, 6 residual blocks) at GPU sizes
     ("phsgan", "colab"): {"options": {"ngf": 32, "n_blocks": 6, "ndf": 32}},
     ("phsgan", "paper"): {"options": {"ngf": 32, "n_blocks": 6, "ndf": 32}},
+    # a diffusion model of healthy slices: a small U-Net whatever the preset (the sampler, not
+    # the width, is what the chapter studies), few DDIM steps in fast mode
+    ("diffusion", "fast"): {"options": {"channels": 8, "levels": 3, "sample_steps": 4}},
     # the healthiness judge f_pre: a narrow U-Net trained long at a segmentation learning rate
     ("segmentor", "cpu"): {"steps": 8000, "batch_size": 8, "lr": 1e-3, "ckpt_every": 1000,
                            "options": {"ngf": 16, **_TORCH_INIT}},

@@ -37,7 +37,7 @@ TOP = ("batch_size", "lr", "size", "beta1", "decay_from", "lesion")
 #: the starting options of a trial, per method (a trial's KEY=VALUE pairs override them)
 BASE = {"antgan": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 100.0},
         "phsgan": {"ngf": 16, "n_blocks": 4, "ndf": 16, "s_ngf": 8}}
-KEYS = ("psnr_lesion", "ssim_lesion", "psnr_tissue", "identity", "dice_max", "healthiness",
+KEYS = ("psnr_lesion", "ssim_lesion", "bias_lesion", "psnr_tissue", "identity", "dice_max", "healthiness",
         "change_healthy", "checkerboard")
 
 

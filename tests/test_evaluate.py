@@ -77,8 +77,20 @@ def test_lesion_fidelity_known_cases_and_normalisation():
     truth, image, mask = _lesion_case()
     perfect = M.lesion_fidelity(truth, truth, image, mask)
     assert perfect["psnr"] == float("inf") and perfect["ssim"] == pytest.approx(1.0) and perfect["mae"] == 0
+    assert perfect["bias"] == 0
     nothing = M.lesion_fidelity(image, truth, image, mask)
     assert nothing["psnr"] < 10 and nothing["ssim"] < 0.9
+    # the bias has a sign: a bright lesion left is > 0, a hole painted black < 0, and they can
+    # have the same PSNR (a half-bright ghost and a half-dark hole: |error| equal, sign opposite)
+    assert nothing["bias"] == pytest.approx(nothing["mae"]) and nothing["bias"] > 0.3
+    d = 0.15
+    ghost, hole = truth.copy(), truth.copy()
+    ghost[mask] += d
+    hole[mask] -= d
+    g, h = M.lesion_fidelity(ghost, truth, image, mask), M.lesion_fidelity(hole, truth, image, mask)
+    assert g["psnr"] == pytest.approx(h["psnr"]) and g["bias"] == pytest.approx(-h["bias"])
+    lo, hi = np.percentile(image[~mask & (image > 0)], [0.5, 99.5])
+    assert g["bias"] == pytest.approx(d / (hi - lo))
     # the normalisation uses the visible tissue's percentiles: scaling every image changes nothing
     scaled = M.lesion_fidelity(3 * image, 3 * truth, 3 * image, mask)
     assert scaled["psnr"] == pytest.approx(nothing["psnr"]) and scaled["mae"] == pytest.approx(nothing["mae"])
@@ -255,7 +267,7 @@ def test_evaluate_cli_json(tiny_prepared, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--data", str(tiny_prepared), "--json",
                  "--segmentor", str(tmp_path / "seg"), "--references"]) == 0
     res = json.loads(capsys.readouterr().out)
-    keys = {"identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "mae_lesion", "auprc",
+    keys = {"identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "mae_lesion", "bias_lesion", "auprc",
             "dice_max", "slices_per_s", "judge", "healthiness_input", "references", "uncertainty", "notes"}
     assert keys <= set(res) and {"dice", "false_alarm_rate"} <= set(res["judge"])
     assert res["threshold_val"] is not None and res["uncertainty"]["dice_val"]["n_slices"] == res["slices"]

@@ -69,7 +69,14 @@ def test_lambda_explorer_lookups_and_speed(data):
     assert (lam_w.value, case_w.value, met_w.value, img.value) == before     # left as it was
     assert len(box.children) == 4
     fig = ex.figure(lam=1.0, case=0)
-    assert len(fig.axes) == 5
+    assert len(fig.axes) == 5 and fig.axes[1].get_title() == "G_A2N(x), λ_AM=1"
+    # another setting in lambda's place, on a linear axis (the diffusion chapter's noise level)
+    noise = explore.LambdaExplorer({0.1: Scale(1.0), 0.5: Scale(0.5)}, data, metrics=metrics | {0.1: metrics[0.0], 0.5: metrics[1.0]},
+                                   label="noise level", output="x̂", log=False)
+    assert noise._positions() == {0.1: 0.1, 0.5: 0.5}
+    fig = noise.figure(lam=0.5, case=0)
+    assert [fig.axes[i].get_title() for i in (1, 2)] == ["x̂, noise level=0.5", "|x̂ - x|"]
+    assert fig.axes[4].get_xlabel() == "noise level"
 
 
 def test_tsne_explorer_cache_vote_and_missing_generator(data, tmp_path):

@@ -160,6 +160,27 @@ def test_blocking_hiding_stops_the_cycle_gradient_into_g_inside_the_map():
         phs(block_hiding="yes")
 
 
+def test_map_grad_scales_the_cycle_gradient_into_g_inside_the_map_only():
+    """map_grad: inside the map G's output gets map_grad times the P-H cycle's gradient; outside
+    it gets all of it, and the images themselves do not change."""
+    def grad_at_g_output(**o):
+        torch.manual_seed(0)
+        m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, keep_map="truth", **o)
+        batch = m.example_batch(2, 32)
+        out = m(batch)
+        out["x_h_fake"].retain_grad()
+        m.generator_losses(batch, out)["cc_P"].backward()
+        return out["x_h_fake"].grad, batch["A_mask"] > 0, out["x_p_rec"].detach()
+    full, inside, rec = grad_at_g_output()
+    part, _, rec_part = grad_at_g_output(map_grad=0.3)
+    none, _, _ = grad_at_g_output(block_hiding=True)
+    assert full[inside].abs().sum() > 0 and none[inside].abs().sum() == 0
+    assert torch.allclose(part[inside], 0.3 * full[inside], atol=1e-7)
+    assert torch.allclose(part[~inside], full[~inside], atol=1e-7) and torch.allclose(rec, rec_part, atol=1e-6)
+    with pytest.raises(OptionError, match="map_grad: expected a finite number from 0.0 to 1.0, got 1.5"):
+        phs(map_grad=1.5)
+
+
 def test_the_segmentor_can_have_its_own_learning_rate():
     cfg = TrainConfig(method="phsgan", lr=1e-3, options={"ngf": 4, "n_blocks": 1, "s_ngf": 4, "ndf": 4, "lr_s": 2e-4})
     m = PHSGAN(cfg)

@@ -8,11 +8,12 @@ from .antgan import ANTGAN
 from .base import (KINDS, REGISTRY, Classifier, Method, Sampler, Segmenter, Translator, from_config, get_method,
                    register)
 from .cyclegan import CycleGAN
+from .diffusion import Diffusion
 from .phsgan import PHSGAN
 from .segmentor import Segmentor
 
 #: the registered methods, by name (the same dict as ``REGISTRY``)
 METHODS = REGISTRY
 
-__all__ = ["ANTGAN", "CycleGAN", "PHSGAN", "Segmentor", "Method", "Translator", "Segmenter", "Classifier", "Sampler",
+__all__ = ["ANTGAN", "CycleGAN", "Diffusion", "PHSGAN", "Segmentor", "Method", "Translator", "Segmenter", "Classifier", "Sampler",
            "KINDS", "METHODS", "REGISTRY", "register", "get_method", "from_config"]

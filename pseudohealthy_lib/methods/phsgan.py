@@ -68,6 +68,11 @@ PSNR there stayed 2.6 to 4.1 dB short of the book's floor. With the PatchGAN cri
 grid went, but the critic then accepted the lesion cores painted dark, like ventricles (lesion
 PSNR 9.4, below doing nothing's 9.8): the critic alone does not say *what* tissue belongs there.
 
+``map_grad`` (default 1: the paper) is the middle way: the P-H cycle's gradient reaches G inside
+the map multiplied by ``map_grad`` (``block_hiding`` is ``map_grad=0``). That gradient carries
+two things, the lesion's appearance for R to read back (the ghost) and the tissue under a
+translucent lesion such as oedema (what a healthy image should show there); 0 loses both.
+
 ``keep_map='truth'`` (paired setting only; default ``'S'``) uses the training mask of x_p
 instead of S's map in (7) and in ``block_hiding``, as ANT-GAN's anomaly-mask loss does: the
 paired setting has these masks anyway (for L_Seg), and an S that is still learning misses
@@ -146,12 +151,12 @@ class PHSGAN(Translator):
     pseudo_healthy = True
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_hh": None, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
-                "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "lr_s": None,
+                "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "map_grad": 1.0, "lr_s": None,
                 "critic": "table4", "hh_mask": "black", "hh_detach": False, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
-              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "pool_size": (0, None),
+              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "map_grad": (0.0, 1.0), "pool_size": (0, None),
               "init_gain": (0, None)}
     variants = {"paired": {"setting": "paired"}, "unpaired": {"setting": "unpaired"},
                 "conditional-gan": {"setting": "gan"}}
@@ -240,9 +245,11 @@ class PHSGAN(Translator):
         m_h = batch["M"].to(x_h.dtype) if self.opt["hh_mask"] == "other" else torch.zeros_like(x_h)
         out["m_p_fake"] = torch.sigmoid(self.nets["S"](x_p))
         to_r = out["x_h_fake"]
-        if self.opt["block_hiding"]:                 # no cycle gradient reaches G inside the map
-            m = self._lesion_map(batch, out)
-            to_r = m * to_r.detach() + (1 - m) * to_r
+        scale = 0.0 if self.opt["block_hiding"] else self.opt["map_grad"]
+        if scale < 1:                                # the cycle gradient reaches G inside the map scaled
+            m = self._lesion_map(batch, out)         # (not at all with block_hiding); the image is the same
+            inside = scale * to_r + (1 - scale) * to_r.detach()
+            to_r = m * inside + (1 - m) * to_r
         out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
         out["m_h"], out["x_h_from_r"] = m_h, self.reconstruct(x_h, m_h)                                      # Cycle H-H
         mid = self._noisy(out["x_h_from_r"].detach() if self.opt["hh_detach"] else out["x_h_from_r"])

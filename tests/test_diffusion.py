@@ -1,0 +1,153 @@
+"""The diffusion model: its noising (Eq. 2), its samplers (Eqs. 4-6) on a case with a known
+answer, its option checks, and how evaluate() hands an inpainter the lesion masks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pseudohealthy_lib.data import load_prepared
+from pseudohealthy_lib.engine import TrainConfig
+from pseudohealthy_lib.evaluate import evaluate
+from pseudohealthy_lib.methods import Diffusion
+from pseudohealthy_lib.methods.diffusion import HealthyImages
+from pseudohealthy_lib.utils import OptionError
+
+
+def model(**options) -> Diffusion:
+    opts = {"channels": 8, "levels": 2, "attention": False, "sample_steps": 20} | options
+    return Diffusion(TrainConfig(method="diffusion", size=16, options=opts)).eval()
+
+
+class Oracle(nn.Module):
+    """The best possible noise predictor when every training image is ``target``: from Eq. (2),
+    eps = (x_t - sqrt(abar_t) target) / sqrt(1 - abar_t)."""
+
+    def __init__(self, target, alphas_cumprod):
+        super().__init__()
+        self.target, self.acp = target, alphas_cumprod
+
+    def forward(self, x, t):
+        a = self.acp[t].view(-1, 1, 1, 1).to(x.dtype)
+        return (x - a.sqrt() * self.target) / (1 - a).sqrt()
+
+
+def with_oracle(m: Diffusion, target) -> Diffusion:
+    m.nets["ema"] = Oracle(target, m.scheduler.alphas_cumprod.clone())
+    return m
+
+
+def test_noising_follows_eq_2_and_its_limits():
+    m = model()
+    x0, eps = torch.rand(2, 1, 16, 16) * 2 - 1, torch.randn(2, 1, 16, 16)
+    acp = m.scheduler.alphas_cumprod
+    for t in (0, 500, 999):
+        x_t = m.scheduler.add_noise(x0, eps, torch.tensor([t, t]))
+        assert torch.allclose(x_t, acp[t].sqrt() * x0 + (1 - acp[t]).sqrt() * eps, atol=1e-6)
+    assert acp[0] > 0.999 and acp[-1] < 1e-4          # t = 0: the image; t = T - 1: almost pure noise
+
+
+def test_samplers_recover_the_one_image_an_oracle_knows():
+    target = torch.linspace(-0.8, 0.8, 256).view(1, 1, 16, 16)
+    m = with_oracle(model(resample=2), target)
+    x = target.clone()
+    mask = torch.zeros_like(x)
+    mask[..., 4:10, 5:11] = 1
+    x[mask > 0] = 1.0                                      # a bright "lesion" on the known image
+    out = m.inpaint(x, mask)
+    grown = torch.nn.functional.max_pool2d(mask, 5, 1, 2) > 0      # mask_dilate 2
+    assert torch.allclose(out[grown], target[grown], atol=1e-4)    # inside: the healthy image
+    assert torch.equal(out[~grown], x[~grown])                     # outside: the input, untouched
+    for level in (0.2, 0.6, 1.0):
+        assert torch.allclose(m.partial(x, level), target, atol=1e-4)
+    assert torch.equal(m.partial(x, 0.0), x)                      # no noise: nothing changes
+
+
+def test_a_wrong_noise_predictor_does_not_recover_the_image():
+    target = torch.linspace(-0.8, 0.8, 256).view(1, 1, 16, 16)
+    m = with_oracle(model(), -target)                               # it believes in the negative
+    mask = torch.ones_like(target)
+    assert (m.inpaint(target, mask) - target).abs().mean() > 0.5
+    assert (m.partial(target, 1.0) - target).abs().mean() > 0.5
+
+
+def test_sampling_is_seeded_and_the_seed_matters():
+    m = model()
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    mask = torch.zeros_like(x)
+    mask[..., 3:9, 3:9] = 1
+    assert torch.equal(m.inpaint(x, mask), m.inpaint(x, mask))
+    assert torch.equal(m.partial(x, 0.5), m.partial(x, 0.5))
+    other = model(sample_seed=1)
+    other.load_state_dict(m.state_dict())
+    assert not torch.equal(other.partial(x, 0.5), m.partial(x, 0.5))
+
+
+def test_translate_follows_the_mode_and_asks_for_the_mask():
+    x = torch.rand(1, 1, 16, 16) * 2 - 1
+    inp = model()
+    assert inp.needs_mask
+    with pytest.raises(OptionError, match="needs the lesion mask"):
+        inp.translate(x)
+    with pytest.raises(OptionError, match="mask has shape"):
+        inp.translate(x, mask=torch.zeros(1, 1, 8, 8))
+    part = model(mode="partial", noise_level=0.4)
+    assert not part.needs_mask and torch.equal(part.translate(x), part.partial(x, 0.4))
+    # a trained model samples another way without retraining: same weights, other sampling options
+    other = inp.inference(mode="partial", noise_level=0.4, sample_steps=10)
+    assert other.nets is inp.nets and inp.needs_mask and not other.needs_mask
+    assert other.cfg.options["noise_level"] == 0.4 and "noise_level" not in inp.cfg.options
+    assert torch.equal(other.translate(x), other.partial(x))
+    with pytest.raises(OptionError, match=r"\['channels'\] are not sampling options"):
+        inp.inference(channels=32)
+    with pytest.raises(OptionError, match="sample_steps: 2000 is more than the 1000 time steps"):
+        inp.inference(sample_steps=2000)
+    with pytest.raises(OptionError, match="mode: expected one of"):
+        inp.inference(mode="both")
+
+
+def test_options_are_checked():
+    with pytest.raises(OptionError, match="sample_steps: 50 is more than the 20 time steps"):
+        model(timesteps=20, sample_steps=50)
+    with pytest.raises(OptionError, match="mode: expected one of"):
+        model(mode="repaint")
+    with pytest.raises(OptionError, match="noise_level"):
+        model(noise_level=1.5)
+    with pytest.raises(OptionError, match="noise_level"):
+        model().partial(torch.zeros(1, 1, 16, 16), 2.0)
+    with pytest.raises(OptionError, match="sides must divide by 8"):
+        model(levels=4).check_side(20)
+
+
+def test_healthy_images_are_the_lesion_free_slices_and_optionally_the_twins(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    slices, twins = HealthyImages(data, "train"), HealthyImages(data, "train", twins=True)
+    n_healthy = int(((data.split == "train") & (data.labels == 0)).sum())
+    n_lesion = int(((data.split == "train") & (data.labels == 1)).sum())
+    assert len(slices) == n_healthy and len(twins) == n_healthy + n_lesion
+    first_twin = twins[n_healthy]["B"]
+    j = data.select("train", 1)[0]
+    assert torch.allclose(first_twin, torch.from_numpy(data.healthy[j].astype(np.float32))[None] * 2 - 1)
+
+
+def test_evaluate_gives_an_inpainter_the_masks_of_its_slices(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+
+    class Spy(nn.Module):
+        needs_mask, kind = True, "translator"
+
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def translate(self, x, direction="AB", mask=None):
+            self.seen.append(mask)
+            return torch.where(mask > 0, -torch.ones_like(x), x)   # paint the lesion black
+
+    spy = Spy()
+    res = evaluate(spy, data, "test")
+    test = data.select("test")
+    assert torch.equal(torch.cat(spy.seen[:1])[:, 0].bool(),
+                       torch.from_numpy(data.masks[test][:len(spy.seen[0])] > 0))
+    assert res["dice_max"] > 0.9            # the change is exactly the lesion (a real inpainter's need not be)
