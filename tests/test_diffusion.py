@@ -151,3 +151,23 @@ def test_evaluate_gives_an_inpainter_the_masks_of_its_slices(tiny_prepared):
     assert torch.equal(torch.cat(spy.seen[:1])[:, 0].bool(),
                        torch.from_numpy(data.masks[test][:len(spy.seen[0])] > 0))
     assert res["dice_max"] > 0.9            # the change is exactly the lesion (a real inpainter's need not be)
+
+
+def test_images_of_another_size_go_to_the_models_size_and_back():
+    import torch.nn.functional as F
+
+    target = torch.linspace(-0.8, 0.8, 256).view(1, 1, 16, 16)          # the model's size is 16
+    m = with_oracle(model(), target)
+    check = 0.1 * (torch.arange(32).view(-1, 1) + torch.arange(32)).remainder(2) * 2 - 0.1   # fine detail, mean 0 per 2x2
+    x = F.interpolate(target, scale_factor=2, mode="nearest") + check       # area-averaged back: exactly target
+    mask = torch.zeros_like(x)
+    mask[..., 8:20, 10:22] = 1
+    out = m.translate(x, mask=mask)
+    region = torch.nn.functional.max_pool2d(mask, 9, 1, 4) > 0             # mask_dilate 2 model pixels = 4 here
+    assert torch.equal(out[~region], x[~region])                            # outside: the full-size input
+    smooth = F.interpolate(target, size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.allclose(out[region], smooth[region], atol=1e-4)           # inside: the drawing, upsampled
+    # partial noising adds its (upsampled) change to the full-size input: the detail survives
+    other = with_oracle(model(mode="partial", noise_level=1.0), -target)
+    expect = x + F.interpolate(-target - target, size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.allclose(other.translate(x), expect.clamp(-1, 1), atol=1e-4)

@@ -40,7 +40,7 @@ The difference |x - x_hat| is then the lesion detector (the detection metrics sc
 
 Choices: images in [-1, 1]; T = 1000 with DDPM's linear schedule (beta from 1e-4 to 0.02);
 the weights used at inference are an exponential moving average of the trained ones (``ema``,
-as in DDPM and every diffusion model since: the raw weights of the last step are noisier);
+as DDPM does: the raw weights of the last step are noisier);
 the DDIM grid is t = k * (T // sample_steps), so each step lands on the next step of the grid
 (MONAI's ``set_timesteps`` spreads the grid with ``linspace`` while ``step`` assumes steps of
 T // n: we set the grid ourselves); the mask is widened by ``mask_dilate`` pixels so the
@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -189,6 +190,8 @@ class Diffusion(Translator):
         if mask.shape != x.shape:
             raise OptionError(f"diffusion inpaint: the mask has shape {tuple(mask.shape)}, the images {tuple(x.shape)}")
         m = L.dilate((mask > 0.5).to(x.dtype), self.opt["mask_dilate"])
+        if not m.any():                              # nothing to redraw (lesion-free slices)
+            return x.clone()
         dt, g = self._grid(), self._generator(x.device)
         acp = self.scheduler.alphas_cumprod.to(x.device, x.dtype)
 
@@ -210,15 +213,34 @@ class Diffusion(Translator):
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AB", mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pseudo-healthy images (B, 1, H, W) in [-1, 1]: :meth:`inpaint` with ``mask`` (mode
-        ``'inpaint'``) or :meth:`partial` (mode ``'partial'``, no mask)."""
+        ``'inpaint'``) or :meth:`partial` (mode ``'partial'``, no mask).
+
+        Images of another size than the model's (``cfg.size``) are brought to its size (area
+        averaging) and the result is brought back: an inpainting replaces the masked region
+        (widened by ``mask_dilate`` model pixels) with the upsampled drawing, and a partial
+        noising adds its upsampled *change* to the full-size input, so the details it never saw
+        stay as they were."""
         if direction != "AB":
             raise ValueError("a diffusion model of healthy slices translates to healthy only (direction 'AB')")
-        if self.opt["mode"] == "partial":
-            return self.partial(x)
-        if mask is None:
+        partial = self.opt["mode"] == "partial"
+        if not partial and mask is None:
             raise OptionError("diffusion mode 'inpaint' needs the lesion mask: translate(x, mask=...); "
-                              "evaluate() passes the data's masks, or train/load with --set mode=partial")
-        return self.inpaint(x, mask)
+                              "evaluate() passes the data's masks, or use model.inference(mode='partial')")
+        if not partial and mask.shape != x.shape:
+            raise OptionError(f"diffusion inpaint: the mask has shape {tuple(mask.shape)}, the images {tuple(x.shape)}")
+        side, shape = self.cfg.size, x.shape[-2:]
+        if tuple(shape) == (side, side):
+            return self.partial(x) if partial else self.inpaint(x, mask)
+
+        def up(t):
+            return F.interpolate(t, size=shape, mode="bilinear", align_corners=False)
+        small = F.interpolate(x, size=(side, side), mode="area")
+        if partial:
+            return (x + up(self.partial(small) - small)).clamp(-1, 1)
+        m_small = (F.interpolate((mask > 0.5).to(x.dtype), size=(side, side), mode="area") > 0).to(x.dtype)
+        grow = math.ceil(self.opt["mask_dilate"] * max(shape) / side)
+        region = L.dilate((mask > 0.5).to(x.dtype), grow)
+        return region * up(self.inpaint(small, m_small)) + (1 - region) * x
 
 
 def _check_steps(opt: dict) -> dict:
