@@ -71,6 +71,9 @@ RECIPES = {
        + _lesion_arg(lesion) for lesion in PHSGAN_LESIONS},
     **{phsgan_name("cyclegan", lesion): "cyclegan --preset cpu --steps 2400 --set generator=resnet --set ngf=16 --set n_blocks=4 "
        "--set ndf=32 --set init=normal --set dropout=0" + _lesion_arg(lesion) for lesion in PHSGAN_LESIONS},
+    # the diffusion chapter: one model of healthy slices per seed; inpainting and partial noising
+    # are two ways of sampling it (Diffusion.inference), not two models
+    **{"diffusion" + (f"-s{seed}" if seed else ""): "diffusion --preset cpu" + (f" --seed {seed}" if seed else "") for seed in (0, 1, 2)},
 }
 
 

@@ -116,8 +116,11 @@ def test_options_are_checked():
         model(noise_level=1.5)
     with pytest.raises(OptionError, match="noise_level"):
         model().partial(torch.zeros(1, 1, 16, 16), 2.0)
-    with pytest.raises(OptionError, match="sides must divide by 8"):
+    with pytest.raises(OptionError, match="images of 20x20 do not suit .* the side must divide by 8"):
         model(levels=4).check_side(20)
+    with pytest.raises(OptionError, match="work_size=36 does not suit"):
+        model(levels=4, work_size=36).check_side(128)
+    model(levels=4, work_size=64).check_side(100)              # the data's side does not matter then
 
 
 def test_healthy_images_are_the_lesion_free_slices_and_optionally_the_twins(tiny_prepared):
@@ -151,6 +154,17 @@ def test_evaluate_gives_an_inpainter_the_masks_of_its_slices(tiny_prepared):
     assert torch.equal(torch.cat(spy.seen[:1])[:, 0].bool(),
                        torch.from_numpy(data.masks[test][:len(spy.seen[0])] > 0))
     assert res["dice_max"] > 0.9            # the change is exactly the lesion (a real inpainter's need not be)
+
+
+def test_work_size_trains_the_unet_on_smaller_images():
+    from pseudohealthy_lib.engine import StepContext
+
+    m = model(work_size=8).train()
+    seen = []
+    net = m.nets["eps"].forward
+    m.nets["eps"].forward = lambda x, t: seen.append(x.shape) or net(x, t)
+    m.training_step({"B": torch.rand(2, 1, 16, 16) * 2 - 1}, StepContext(torch.device("cpu"), None, m.optimizers(), None, 1))
+    assert seen == [(2, 1, 8, 8)] and m.side() == 8 and model().side() == 16
 
 
 def test_images_of_another_size_go_to_the_models_size_and_back():

@@ -41,7 +41,10 @@ The difference |x - x_hat| is then the lesion detector (the detection metrics sc
 Choices: images in [-1, 1]; T = 1000 with DDPM's linear schedule (beta from 1e-4 to 0.02);
 the weights used at inference are an exponential moving average of the trained ones (``ema``,
 as DDPM does: the raw weights of the last step are noisier);
-the DDIM grid is t = k * (T // sample_steps), so each step lands on the next step of the grid
+``work_size`` (default 0: the data's size) lets the U-Net work on smaller images than the
+data's, area-averaged, four times fewer pixels at half the side: the data, the metrics and the
+judge stay at the book's size, and :meth:`Diffusion.translate` brings images to the U-Net's size
+and its result back; the DDIM grid is t = k * (T // sample_steps), so each step lands on the next step of the grid
 (MONAI's ``set_timesteps`` spreads the grid with ``linspace`` while ``step`` assumes steps of
 T // n: we set the grid ourselves); the mask is widened by ``mask_dilate`` pixels so the
 lesion's blurred rim is redrawn too; noise at inference comes from a generator seeded with
@@ -75,11 +78,11 @@ class Diffusion(Translator):
     pseudo_healthy = True
     defaults = {"channels": 16, "levels": 4, "res_blocks": 1, "attention": True, "timesteps": 1000,
                 "healthy": "slices", "ema": 0.999, "mode": "inpaint", "noise_level": 0.3, "sample_steps": 25,
-                "resample": 1, "mask_dilate": 2, "sample_seed": 0}
+                "resample": 1, "mask_dilate": 2, "sample_seed": 0, "work_size": 0}
     choices = {"healthy": ("slices", "twins"), "mode": MODES}
     ranges = {"channels": (8, None), "levels": (2, 6), "res_blocks": (1, None), "timesteps": (10, None),
               "ema": (0, 0.99999), "noise_level": (0.0, 1.0), "sample_steps": (1, None), "resample": (1, None),
-              "mask_dilate": (0, None), "sample_seed": (0, None)}
+              "mask_dilate": (0, None), "sample_seed": (0, None), "work_size": (0, None)}
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -92,7 +95,7 @@ class Diffusion(Translator):
         widths = tuple(min(c * 2 ** i, 4 * c) for i in range(o["levels"]))      # e.g. 16, 32, 64, 64
         net = DiffusionModelUNet(spatial_dims=2, in_channels=1, out_channels=1, num_res_blocks=o["res_blocks"],
                                  channels=widths, attention_levels=(False,) * (o["levels"] - 1) + (o["attention"],),
-                                 norm_num_groups=min(8, c), num_head_channels=widths[-1])
+                                 norm_num_groups=math.gcd(8, c), num_head_channels=widths[-1])
         ema = copy.deepcopy(net).requires_grad_(False)
         self.nets = nn.ModuleDict({"eps": net, "ema": ema})
         self.scheduler = DDIMScheduler(num_train_timesteps=o["timesteps"], schedule="linear_beta", clip_sample=True)
@@ -116,10 +119,20 @@ class Diffusion(Translator):
         return self.opt["mode"] == "inpaint"
 
     def check_side(self, side):
-        need = 2 ** (self.opt["levels"] - 1)
-        if side % need:
-            raise OptionError(f"images of {side}x{side} do not suit diffusion with levels={self.opt['levels']}: "
-                              f"the U-Net halves them {self.opt['levels'] - 1} times, so sides must divide by {need}")
+        need, work = 2 ** (self.opt["levels"] - 1), self.opt["work_size"] or side
+        if work % need:
+            what = f"work_size={work}" if self.opt["work_size"] else f"images of {side}x{side}"
+            raise OptionError(f"{what} {'does' if self.opt['work_size'] else 'do'} not suit diffusion with levels={self.opt['levels']}: "
+                              f"the U-Net halves its input {self.opt['levels'] - 1} times, so the side must divide by {need}")
+
+    def side(self) -> int:
+        """The side of the images the U-Net works on: ``work_size``, else the training data's."""
+        return self.opt["work_size"] or self.cfg.size
+
+    def to_work_size(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C, H, W) area-averaged to the U-Net's side (unchanged if it has it already)."""
+        s = self.side()
+        return x if tuple(x.shape[-2:]) == (s, s) else F.interpolate(x, size=(s, s), mode="area")
 
     # -- engine interface
     def dataset(self, data, split):
@@ -135,7 +148,7 @@ class Diffusion(Translator):
         return {"B": torch.rand(batch_size, 1, size, size, device=device) * 2 - 1}
 
     def training_step(self, batch, ctx):
-        x0 = batch["B"]
+        x0 = self.to_work_size(batch["B"])
         t = torch.randint(self.opt["timesteps"], (len(x0),), device=x0.device)
         noise = torch.randn_like(x0)
         with ctx.autocast():
@@ -149,7 +162,7 @@ class Diffusion(Translator):
         return {"loss": loss.detach()}
 
     def samples(self, batch):
-        return {"x": batch["B"], "partial": self.partial(batch["B"])}
+        return {"x": batch["B"], "partial": self.inference(mode="partial").translate(batch["B"])}
 
     # -- inference
     def _grid(self) -> int:
@@ -215,7 +228,7 @@ class Diffusion(Translator):
         """Pseudo-healthy images (B, 1, H, W) in [-1, 1]: :meth:`inpaint` with ``mask`` (mode
         ``'inpaint'``) or :meth:`partial` (mode ``'partial'``, no mask).
 
-        Images of another size than the model's (``cfg.size``) are brought to its size (area
+        Images of another size than the U-Net's (:meth:`side`) are brought to its size (area
         averaging) and the result is brought back: an inpainting replaces the masked region
         (widened by ``mask_dilate`` model pixels) with the upsampled drawing, and a partial
         noising adds its upsampled *change* to the full-size input, so the details it never saw
@@ -228,13 +241,13 @@ class Diffusion(Translator):
                               "evaluate() passes the data's masks, or use model.inference(mode='partial')")
         if not partial and mask.shape != x.shape:
             raise OptionError(f"diffusion inpaint: the mask has shape {tuple(mask.shape)}, the images {tuple(x.shape)}")
-        side, shape = self.cfg.size, x.shape[-2:]
+        side, shape = self.side(), x.shape[-2:]
         if tuple(shape) == (side, side):
             return self.partial(x) if partial else self.inpaint(x, mask)
 
         def up(t):
             return F.interpolate(t, size=shape, mode="bilinear", align_corners=False)
-        small = F.interpolate(x, size=(side, side), mode="area")
+        small = self.to_work_size(x)
         if partial:
             return (x + up(self.partial(small) - small)).clamp(-1, 1)
         m_small = (F.interpolate((mask > 0.5).to(x.dtype), size=(side, side), mode="area") > 0).to(x.dtype)

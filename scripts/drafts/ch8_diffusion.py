@@ -1,0 +1,452 @@
+"""Draft of chapter 8 (diffusion models): writes book/08_diffusion.ipynb, unexecuted, from the cells below.
+
+    .venv/bin/python scripts/drafts/ch8_diffusion.py && python scripts/execute_notebooks.py book/08_diffusion.ipynb
+
+The chapter needs its zoo models (recipes diffusion, diffusion-s1, diffusion-s2; issue 16); once
+they are shipped and the notebook is in the book, the notebook is the artefact and this draft is
+deleted."""
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+CELLS = []
+
+
+def md(s):
+    CELLS.append(new_markdown_cell(s.strip("\n")))
+
+
+def code(s, tags=None):
+    c = new_code_cell(s.strip("\n"))
+    if tags:
+        c.metadata["tags"] = tags
+    CELLS.append(c)
+
+
+md(r"""
+# Beyond the papers: diffusion models
+
+[![Open in Colab](_static/colab-badge.svg)](https://colab.research.google.com/github/pseudohealthy/pseudohealthy-book/blob/main/book/08_diffusion.ipynb)
+
+Every method so far was a GAN: a generator that learns, against a critic, to turn one kind of
+image into another in a single forward pass. Since about 2022 most new work on generating and
+repairing medical images uses **denoising diffusion models** instead {cite}`ho2020ddpm`, and the
+BraTS challenge's local-inpainting task, which asks for exactly our job (fill a tumour region with
+the healthy tissue that belongs there), was among the first places where they were compared on
+brain MRI {cite}`kazerooni2024brats_inpainting`.
+
+A diffusion model learns something very different from a GAN's generator. It never sees a lesion:
+it learns, from healthy slices only, to remove noise. Everything else follows from that one skill:
+
+1. noise a healthy slice step by step until nothing is left, and train a network to predict the
+   noise (section 1-2);
+2. run the process backwards from pure noise to draw new healthy slices (section 3);
+3. give it a slice and a lesion mask, and let it redraw only the masked region, in agreement with
+   the tissue around it: inpainting (section 4);
+4. give it a slice and no mask: noise the whole slice part of the way and denoise it; what the
+   model has never seen, the lesion, does not come back (section 5).
+
+The phantom can measure what no paper on these methods could: the true healthy tissue under the
+lesion. The chapter ends with the cost: a GAN translates a slice in one pass; a diffusion model
+needs one pass per step.
+""")
+
+code(r"""
+# On Colab only: fetch the book (the library and its shipped models), install the library
+# (Colab's own PyTorch is kept), tell it where the models are, and enable widgets.
+import os, sys
+if "google.colab" in sys.modules:
+    if not os.path.isdir("/content/pseudohealthy-book"):
+        !git clone -q --depth 1 https://github.com/pseudohealthy/pseudohealthy-book /content/pseudohealthy-book
+    %pip install -q /content/pseudohealthy-book
+    os.environ["PH_ZOO"] = "/content/pseudohealthy-book/data/zoo"
+    from google.colab import output
+    output.enable_custom_widget_manager()
+
+from pseudohealthy_lib.notebook import setup_notebook
+info = setup_notebook()
+""")
+
+code(r"""
+import numpy as np
+import pandas as pd
+import torch
+from myst_nb import glue
+from pseudohealthy_lib import explore, recipes, viz, zoo
+from pseudohealthy_lib.data import default, load_prepared
+from pseudohealthy_lib.data import preprocess as pp
+from pseudohealthy_lib.methods import Diffusion
+from pseudohealthy_lib.notebook import show_code
+
+SEEDS = ["diffusion", "diffusion-s1", "diffusion-s2"]
+recipes.ensure(zoo.SEGMENTOR, "antgan", *SEEDS)
+model = zoo.load_pretrained("diffusion")
+data = load_prepared(default.phantom_dataset())
+""")
+
+md(r"""
+## 1. Forward: drowning a slice in noise
+
+Take a healthy slice $x_0$ and a fixed schedule of small noise variances
+$\beta_1, \dots, \beta_T$ ($T = 1000$, growing linearly from $10^{-4}$ to $0.02$, as in
+{cite}`ho2020ddpm`). With $\alpha_t = 1 - \beta_t$ and $\bar\alpha_t = \alpha_1 \cdots \alpha_t$,
+adding the noise one step at a time adds up to a single Gaussian step from $x_0$:
+
+$$
+q(x_t \mid x_0) = \mathcal N\!\left(\sqrt{\bar\alpha_t}\, x_0,\; (1 - \bar\alpha_t) I\right)
+\tag{1}
+$$
+
+so any noise level can be reached directly:
+
+$$
+x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon, \qquad \epsilon \sim \mathcal N(0, I).
+\tag{2}
+$$
+
+The library does not write the schedule itself: `model.scheduler` is MONAI's DDIM scheduler
+{cite}`pinaya2023monaigenerative`, which holds $\bar\alpha_t$ and applies Eq. (2)
+(`add_noise`). Below, one healthy test slice at six levels of $t$, with the same $\epsilon$:
+""")
+
+code(r"""
+case = int(explore.spread_cases(data, "test", 1)[0])
+x0 = model.to_work_size(pp.to_tanh_range(torch.from_numpy(data.healthy[case:case + 1].astype(np.float32))[:, None]))
+eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+ts = [0, 50, 150, 300, 600, 999]
+noisy = [model.scheduler.add_noise(x0, eps, torch.tensor([t]))[0, 0].numpy() for t in ts]
+viz.image_grid([[(n + 1) / 2 for n in noisy]], [f"t = {t}" for t in ts], size=1.9);
+""")
+
+code(r"""
+acp = model.scheduler.alphas_cumprod.numpy()
+half = int(np.argmax(np.sqrt(acp) < np.sqrt(1 - acp)))        # first t where the noise outweighs the image
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(5, 2.6))
+ax.plot(np.sqrt(acp), label=r"$\sqrt{\bar\alpha_t}$ (image)")
+ax.plot(np.sqrt(1 - acp), label=r"$\sqrt{1-\bar\alpha_t}$ (noise)")
+ax.axvline(half, color="grey", lw=0.8, ls="--")
+ax.set(xlabel="t", ylabel="weight in Eq. (2)"); ax.legend(); ax.grid(alpha=0.3); fig.tight_layout()
+glue("t_half", f"{half}", display=False)
+""")
+
+md(r"""
+The image's weight falls and the noise's rises; they cross at $t =$ {glue:text}`t_half`. Fine
+detail goes first: at $t = 150$ the slice's texture is gone but the ventricles and the outline
+are plain; by $t = 999$ nothing of the slice is left. Keep that order in mind: it is what section
+5 uses.
+""")
+
+md(r"""
+## 2. What the network learns
+
+A network $\epsilon_\theta(x_t, t)$ gets the noisy slice and the step $t$ and guesses the noise
+that was added. Its loss is the squared error of the guess, over random slices, steps and noise:
+
+$$
+\mathcal L = \mathbb E_{x_0, t, \epsilon}\, \big\| \epsilon - \epsilon_\theta(x_t, t) \big\|^2,
+\qquad t \sim \mathcal U\{0, \dots, T-1\}.
+\tag{3}
+$$
+
+That is all of training. The network is MONAI's `DiffusionModelUNet`: a U-Net whose residual
+blocks all receive an embedding of $t$, with self-attention only at its lowest resolution (8x8
+here). The library's training step is Eqs. (2) and (3), plus an exponential moving average of the
+weights, which is what sampling uses:
+""")
+
+code(r"""
+show_code(Diffusion.training_step)
+""")
+
+md(r"""
+On two CPU cores a U-Net of a million parameters learns about 55 slices a second at 64x64 and 11
+at 128x128, so the recipe lets the U-Net work at 64x64 (`work_size=64`): the data, the metrics and
+the judge stay at the book's 128x128, and the model brings images to its size and its result
+back. A short live run shows the loss of Eq. (3) falling:
+""")
+
+code(r"""
+from pseudohealthy_lib import presets
+from pseudohealthy_lib.config import cache_dir, fast_mode
+from pseudohealthy_lib.engine import Trainer
+short = presets.config("diffusion", steps=6 if fast_mode() else 300, log_every=10)
+history = Trainer(short, cache_dir() / "runs" / f"diffusion-short-{short.preset}", method=Diffusion).fit()
+viz.plot_history(history, ["loss"], smooth=5, title="short run");
+""")
+
+md(r"""
+The shipped models were trained by the library's own command,
+
+```bash
+python -m pseudohealthy_lib train diffusion --preset cpu --export diffusion
+```
+
+three times, with seeds 0, 1 and 2:
+""")
+
+code(r"""
+facts = pd.DataFrame({n: zoo.training_facts(n) for n in SEEDS}).T
+facts[["size", "work_size", "steps", "batch_size", "lr", "channels", "levels", "healthy", "ema", "seed", "minutes"]]
+""")
+
+md(r"""
+`healthy=twins`: the U-Net learns from the lesion-free slices of the training subjects *and* from
+the healthy twins of their lesion slices. In a real study that is a cohort of healthy volunteers
+scanned the same way, which covers every level of the brain; the lesion-free slices of tumour
+patients alone lie mostly above and below the tumours (chapter 1). No test subject's twin is seen.
+""")
+
+md(r"""
+## 3. Backwards: drawing healthy slices from noise
+
+If the network can say which part of $x_t$ is noise, the clean image it implies is
+
+$$
+\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\, \epsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}},
+\qquad
+x_{t'} = \sqrt{\bar\alpha_{t'}}\, \hat x_0 + \sqrt{1-\bar\alpha_{t'}}\, \epsilon_\theta(x_t, t)
+\tag{4}
+$$
+
+and Eq. (4) moves to a lower level $t' < t$ by mixing that guess with the same noise at the new
+level. This deterministic step is DDIM's {cite}`song2021ddim`: it can jump many levels at once, so
+the library walks a grid of `sample_steps` levels (25 by default) instead of all 1000 (MONAI's
+`DDIMScheduler.step`). Starting from pure noise gives new slices, none of them a training slice:
+""")
+
+code(r"""
+with torch.no_grad():
+    side = model.side()
+    blank = torch.zeros(6, 1, side, side)
+    drawn = model.inpaint(blank, torch.ones_like(blank))          # a mask over everything: draw it all
+viz.image_grid([[(d[0].numpy() + 1) / 2 for d in drawn]], [f"sample {i + 1}" for i in range(6)], size=1.9);
+""")
+
+md(r"""
+## 4. Inpainting: redraw only the lesion
+
+To repair a slice $x$ with a lesion mask $m$, run the same backward walk, but after every step
+overwrite everything *outside* the mask with the input itself, noised to the same level by Eq. (2)
+{cite}`lugmayr2022repaint`:
+
+$$
+x_{t'} \leftarrow m \odot x_{t'}^{\text{model}} + (1 - m) \odot q(x_{t'} \mid x).
+\tag{5}
+$$
+
+The model only ever fills in the inside, and at every level it sees the true surroundings at
+that level of noise, so what it draws must agree with them. (RePaint also goes back up a step and
+repeats it, `resample`, to let the inside and outside agree better; the recipe does not.)
+
+The mask can be the true one (what the BraTS inpainting task provides) or one predicted by a
+segmentor; here the book's judge $f_\text{pre}$ plays that part. Against them: ANT-GAN (no mask)
+and the classical inpainting of chapter 1, given the true mask.
+""")
+
+code(r"""
+from pseudohealthy_lib.evaluate import FunctionTranslator, evaluate, inpaint_biharmonic, judge_caption, reference_rows, results_table
+judge = zoo.load_pretrained(zoo.SEGMENTOR)
+antgan = zoo.load_pretrained("antgan")
+with_judge = FunctionTranslator(lambda t: model.translate(t, mask=judge.predict_mask(t).to(t.dtype)))
+test = data.select("test", 1)
+cases = [int(np.flatnonzero(test == i)[0]) for i in explore.spread_cases(data, "test", 3)]
+x, truth, masks = (a[test][cases].astype(np.float32) for a in (data.images, data.healthy, data.masks))
+xt, mt = pp.to_tanh_range(torch.from_numpy(x)[:, None]), torch.from_numpy(masks)[:, None]
+with torch.no_grad():
+    shown = {"ANT-GAN": explore.translate_slices(antgan, x),
+             "classical, true mask": inpaint_biharmonic(x, masks),
+             "diffusion, true mask": pp.from_tanh_range(model.translate(xt, mask=mt))[:, 0].numpy(),
+             "diffusion, judge's mask": pp.from_tanh_range(with_judge.translate(xt))[:, 0].numpy()}
+viz.image_grid([[x[i]] + [y[i] for y in shown.values()] + [truth[i]] for i in range(len(cases))],
+               ["input"] + list(shown) + ["true healthy"], size=1.9);
+""")
+
+code(r"""
+results = {"diffusion, true mask": evaluate(model, data, "test", segmentor=judge, references=True),
+           "diffusion, judge's mask": evaluate(with_judge, data, "test", segmentor=judge),
+           "ANT-GAN": evaluate(antgan, data, "test", segmentor=judge)}
+print(judge_caption(results["ANT-GAN"]))
+cols = ["identity", "healthiness", "psnr_tissue", "psnr_lesion", "ssim_lesion", "bias_lesion", "slices_per_s"]
+refs = {k: v for k, v in reference_rows(results["diffusion, true mask"]).items() if k in ("do nothing", "inpainting")}
+table = results_table(refs | results, cols)
+table.round(3)
+""")
+
+code(r"""
+t = table["psnr_lesion"]
+glue("inp_psnr", f"{t['diffusion, true mask']:.1f}", display=False)
+glue("bih_psnr", f"{t['inpainting']:.1f}", display=False)
+glue("ant_psnr", f"{t['ANT-GAN']:.1f}", display=False)
+by_judge = t["diffusion, judge's mask"]
+glue("judge_psnr", f"{by_judge:.1f}", display=False)
+glue("inp_bias", f"{table.loc['diffusion, true mask', 'bias_lesion']:+.3f}", display=False)
+glue("ant_bias", f"{table.loc['ANT-GAN', 'bias_lesion']:+.3f}", display=False)
+best = t.drop(["do nothing"]).idxmax()
+glue("inp_verdict", "the best row of the table" if best == "diffusion, true mask" else f"behind {best}", display=False)
+gap = t["diffusion, true mask"] - by_judge
+glue("judge_gap", f"{gap:.1f}", display=False)
+""", tags=["hide-input"])
+
+md(r"""
+Given the true mask, the diffusion model's lesion PSNR is {glue:text}`inp_psnr` dB, 
+{glue:text}`inp_verdict`: the classical inpainting with the same mask reaches
+{glue:text}`bih_psnr` dB and ANT-GAN, which has no mask, {glue:text}`ant_psnr` dB. The signed
+bias inside the lesion (output minus truth) is {glue:text}`inp_bias` for the diffusion model and
+{glue:text}`ant_bias` for ANT-GAN: a positive bias is a bright trace of the lesion left behind.
+The classical inpainting smooths the surroundings into the hole; the diffusion model draws
+anatomy, because anatomy is what it learned.
+
+With the judge's mask instead of the truth the lesion PSNR is {glue:text}`judge_psnr` dB,
+{glue:text}`judge_gap` dB lower: whatever part of the lesion the segmentor misses is never redrawn
+and stays as it was. A masked method is exactly as good as its mask.
+""")
+
+md(r"""
+## 5. No mask: partial noising
+
+Without a mask, the model can still be asked to repair the whole slice {cite}`wyatt2022anoddpm`:
+noise it to an intermediate level $t_0$ with Eq. (2) and walk back with Eq. (4),
+
+$$
+\hat x = \mathrm{DDIM}_{t_0 \to 0}\!\left(\sqrt{\bar\alpha_{t_0}}\, x + \sqrt{1-\bar\alpha_{t_0}}\, \epsilon\right).
+\tag{6}
+$$
+
+Section 1 showed what noise at level $t_0$ destroys: details up to some size. The walk back
+rebuilds them the only way the model knows, as healthy tissue. A small $t_0$ keeps the patient
+but cannot erase a large lesion; a large $t_0$ erases the lesion and the patient's own details
+with it. The `noise_level` option is $t_0 / T$, and the difference $|x - \hat x|$ is a lesion
+detector. Since the U-Net works at 64x64, the library adds its *change* $\hat x - x$, brought back
+to 128x128, to the full-size input (`Diffusion.translate`).
+""")
+
+code(r"""
+LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+partial = {lv: model.inference(mode="partial", noise_level=lv) for lv in LEVELS}
+levels = {lv: evaluate(m, data, "test", segmentor=judge) for lv, m in partial.items()}
+ex = explore.LambdaExplorer(partial, data, metrics=levels, label="noise level", output="x̂", log=False)
+curve = results_table({f"{lv:g}": r for lv, r in levels.items()}, ["identity", "healthiness", "psnr_lesion", "auprc", "dice_max"])
+curve.index.name = "noise level"
+curve.round(3)
+""")
+
+code(r"""
+fig = ex.figure(lam=0.3, case=0, metric="identity")
+""")
+
+code(r"""
+ex.widget(lam=0.3, case=0, metric="identity")
+""", tags=["remove-output"])
+
+code(r"""
+ref_auprc = results["diffusion, true mask"]["references"]["intensity threshold"]["auprc"]
+best_lv = curve["auprc"].idxmax()
+glue("best_lv", best_lv, display=False)
+glue("best_auprc", f"{curve.loc[best_lv, 'auprc']:.3f}", display=False)
+glue("thr_auprc", f"{ref_auprc:.3f}", display=False)
+glue("auprc_verdict", "above" if curve.loc[best_lv, "auprc"] > ref_auprc else "not above", display=False)
+lo, hi = curve.index[0], curve.index[-1]
+glue("id_lo", f"{curve.loc[lo, 'identity']:.3f}", display=False); glue("id_hi", f"{curve.loc[hi, 'identity']:.3f}", display=False)
+glue("h_lo", f"{curve.loc[lo, 'healthiness']:.3f}", display=False); glue("h_hi", f"{curve.loc[hi, 'healthiness']:.3f}", display=False)
+glue("lv_lo", lo, display=False); glue("lv_hi", hi, display=False)
+glue("trade", "trade identity for healthiness, as Eq. (6) predicts" if curve["identity"].iloc[-1] < curve["identity"].iloc[0]
+     and curve["healthiness"].iloc[-1] > curve["healthiness"].iloc[0] else "do not show the expected trade between identity and healthiness", display=False)
+""", tags=["hide-input"])
+
+md(r"""
+From noise level {glue:text}`lv_lo` to {glue:text}`lv_hi`, identity goes from {glue:text}`id_lo`
+to {glue:text}`id_hi` and healthiness from {glue:text}`h_lo` to {glue:text}`h_hi`: the levels
+{glue:text}`trade`. As a detector, the difference map is best at level {glue:text}`best_lv`
+(AUPRC {glue:text}`best_auprc`), {glue:text}`auprc_verdict` the intensity threshold of chapter 1
+(AUPRC {glue:text}`thr_auprc`), which on FLAIR is a hard floor to beat. Move the slider in the
+explorer (in a live notebook) to see where each lesion stops fading.
+""")
+
+md(r"""
+## 6. Seeds and cost
+
+Three trainings of the same recipe, inpainting with the true mask:
+""")
+
+code(r"""
+from pseudohealthy_lib.evaluate import evaluate_seeds, seed_table
+runs = evaluate_seeds([zoo.load_pretrained(n) for n in SEEDS], data, "test", segmentor=judge)
+seed_table({"diffusion, true mask": runs}, keys=("identity", "healthiness", "psnr_lesion", "ssim_lesion")).round(3)
+""")
+
+code(r"""
+import time
+def seconds_per_slice(fn, n=16):
+    xs = pp.to_tanh_range(torch.from_numpy(data.images[test][:n].astype(np.float32))[:, None])
+    ms = torch.from_numpy(data.masks[test][:n].astype(np.float32))[:, None]
+    with torch.no_grad():
+        t0 = time.perf_counter(); fn(xs, ms); return (time.perf_counter() - t0) / n
+cost = pd.Series({"ANT-GAN (one pass)": seconds_per_slice(lambda x, m: antgan.translate(x)),
+                  "diffusion inpainting (25 steps)": seconds_per_slice(lambda x, m: model.translate(x, mask=m)),
+                  "diffusion partial, level 0.3": seconds_per_slice(lambda x, m: partial[0.3].translate(x))},
+                 name="seconds per slice (this machine)")
+glue("cost_ratio", f"{cost.iloc[1] / cost.iloc[0]:.0f}", display=False)
+glue("cost_inp", f"{cost.iloc[1]:.2f}", display=False)
+cost.to_frame().round(4)
+""")
+
+md(r"""
+On this machine the diffusion model needs {glue:text}`cost_inp` s per slice to inpaint,
+{glue:text}`cost_ratio` times ANT-GAN's single pass: one U-Net pass per DDIM step. Partial
+noising at a low level is cheaper, since it walks only the last part of the grid.
+
+## 7. Summary
+
+* A diffusion model learns one thing from healthy slices: to find the noise in a noised slice
+  (Eqs. 1-3). Sampling walks the noise back (Eq. 4).
+* Given a lesion mask, it redraws only the lesion, in agreement with the tissue around it
+  (Eq. 5); on the phantom that is measured against the true healthy tissue.
+* Without a mask, partial noising (Eq. 6) trades identity for healthiness through one knob, the
+  noise level; the difference map is a lesion detector.
+* The price is time: one network pass per step.
+
+## Exercises
+
+1. **Fewer steps.** Sample with `model.inference(sample_steps=5)` and `sample_steps=50`. How do
+   lesion PSNR and time change?
+2. **RePaint's resampling.** Try `model.inference(resample=3)`. Does the inside agree better with
+   the outside? At what cost?
+3. **A mask too small.** Inpaint with the true mask eroded by 2 pixels
+   (`scipy.ndimage.binary_erosion`). What is left of the lesion, and where?
+4. **Why healthy only?** What would partial noising do if the model had also been trained on
+   lesion slices?
+
+```{admonition} Solution 1
+:class: dropdown
+With 5 steps each DDIM step jumps 200 levels and the guess $\hat x_0$ of Eq. (4) is used far from
+where it was made: the drawing is blurrier and agrees less with its surroundings, but it takes a
+fifth of the time. 50 steps cost twice the 25 of the recipe for little gain: most of the image is
+decided in the last steps, where the grid is already fine enough.
+```
+
+```{admonition} Solution 2
+:class: dropdown
+Each step is done `resample` times, going back up one step in between (the forward process from
+$t'$ to $t$), so the time grows about threefold. The inside gets more chances to match the noised
+outside, which matters most for large masks, where the first steps alone decide the layout.
+```
+
+```{admonition} Solution 3
+:class: dropdown
+Outside the mask the input is kept exactly (Eq. 5), so the lesion's eroded rim stays in the image,
+a bright ring around redrawn tissue. Inpainting is only as good as its mask; that is why the
+library widens masks by `mask_dilate` pixels and why the judge's mask loses PSNR in section 4.
+```
+
+```{admonition} Solution 4
+:class: dropdown
+It would learn to rebuild lesions too: the noised lesion would come back as a lesion, the
+difference map would go dark, and the method would lose its point. Partial noising works because
+the model's idea of a plausible slice has no lesions in it.
+```
+""")
+
+nb = new_notebook(cells=CELLS, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                                         "language_info": {"name": "python"}})
+nbformat.write(nb, "book/08_diffusion.ipynb")
+print(len(CELLS), "cells")
