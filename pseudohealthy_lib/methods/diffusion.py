@@ -36,7 +36,7 @@ lesion; a large t0 erases the lesion and the patient's details with it::
 
     x_hat = DDIM_{t0 -> 0}( sqrt(abar_t0) x + sqrt(1 - abar_t0) eps )                         (6)
 
-The difference |x - x_hat| is then the lesion detector (the detection metrics score it).
+The difference ``|x - x_hat|`` is then the lesion detector (the detection metrics score it).
 
 Choices: images in [-1, 1]; T = 1000 with DDPM's linear schedule (beta from 1e-4 to 0.02);
 the weights used at inference are an exponential moving average of the trained ones (``ema``,
@@ -74,6 +74,12 @@ SAMPLING = ("mode", "noise_level", "sample_steps", "resample", "mask_dilate", "s
 
 @register
 class Diffusion(Translator):
+    """A DDPM of healthy slices (Eqs. 1-3) that makes a slice healthy by inpainting its lesion
+    mask (Eq. 5, mode ``'inpaint'``) or by partial noising (Eq. 6, mode ``'partial'``).
+
+    ``nets['eps']`` is the trained U-Net, ``nets['ema']`` its moving average (what sampling and
+    the zoo use); ``scheduler`` is MONAI's DDIM scheduler for the options' ``timesteps``."""
+
     name = "diffusion"
     pseudo_healthy = True
     defaults = {"channels": 16, "levels": 4, "res_blocks": 1, "attention": True, "timesteps": 1000,
