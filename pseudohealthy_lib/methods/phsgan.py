@@ -71,7 +71,8 @@ PSNR 9.4, below doing nothing's 9.8): the critic alone does not say *what* tissu
 ``map_grad`` (default 1: the paper) is the middle way: the P-H cycle's gradient reaches G inside
 the map multiplied by ``map_grad`` (``block_hiding`` is ``map_grad=0``). That gradient carries
 two things, the lesion's appearance for R to read back (the ghost) and the tissue under a
-translucent lesion such as oedema (what a healthy image should show there); 0 loses both.
+translucent lesion such as oedema (what a healthy image should show there); 0 loses both. In the
+recorded trial ``map_grad=0.3`` left the ghost as it was (lesion PSNR 15.8, against 16.0 at 1).
 
 ``keep_map='truth'`` (paired setting only; default ``'S'``) uses the training mask of x_p
 instead of S's map in (7) and in ``block_hiding``, as ANT-GAN's anomaly-mask loss does: the
@@ -104,11 +105,16 @@ reached identity 0.987, healthiness 0.995 and lesion PSNR 16.0 dB, the first tri
 floors (one seed; faint rings and oedema ghosts remain in the largest lesions). The model that
 recipe trains on the book's phantom missed the lesion floor on a fresh phantom (seed 2026) by
 0.6 dB (15.7 against 16.3, ``records/floors.jsonl``): G's output stays brighter than the truth
-inside the lesion (a ghost of it, +0.08 to +0.17 on average), which is most of the error there.
+inside the lesion (a ghost of it, +0.08 to +0.17 on average), which is most of the error there. On
+a second fresh phantom (seed 3031) two seeds of the recipe reached 15.4 +- 0.2 dB against a floor
+of 15.8, where the classical inpainting *given the true mask* reaches 16.7.
 
 ``lambda_hh`` (default null: ``lambda_cc``, as in the paper) weighs the image term of Cycle
 H-H apart from the other two terms of (1): with ``hh_mask='other'`` it is the supervised removal
-of a painted lesion, the one term that says what G should leave where a lesion was.
+of a painted lesion, the one term that says what G should leave where a lesion was. In the
+recorded trial ``lambda_hh=30`` made the ghost worse (lesion PSNR 13.7 against 16.0): R, which
+the same term trains, then painted weaker lesions (mean change inside the mask 0.54 against
+0.73), and removing a faint lesion teaches G little.
 
 ``lr_s`` (default null: the config's lr) gives S its own learning rate, so that G, R and the
 critics can train faster than the segmentor, whose map collapsed to black at lr 1e-3 in a trial.
