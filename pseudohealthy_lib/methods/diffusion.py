@@ -206,9 +206,7 @@ class Diffusion(Translator):
     def inpaint(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Eq. (5): redraw the pixels of ``x`` (B, 1, H, W) in [-1, 1] where ``mask`` (B, 1, H, W,
         1 = lesion) is set, widened by ``mask_dilate``; elsewhere the output is ``x`` itself."""
-        if mask.shape != x.shape:
-            raise OptionError(f"diffusion inpaint: the mask has shape {tuple(mask.shape)}, the images {tuple(x.shape)}")
-        m = L.dilate((mask > 0.5).to(x.dtype), self.opt["mask_dilate"])
+        m = L.dilate(_lesion(x, mask), self.opt["mask_dilate"])
         if not m.any():                              # nothing to redraw (lesion-free slices)
             return x.clone()
         dt, g = self._grid(), self._generator(x.device)
@@ -245,8 +243,7 @@ class Diffusion(Translator):
         if not partial and mask is None:
             raise OptionError("diffusion mode 'inpaint' needs the lesion mask: translate(x, mask=...); "
                               "evaluate() passes the data's masks, or use model.inference(mode='partial')")
-        if not partial and mask.shape != x.shape:
-            raise OptionError(f"diffusion inpaint: the mask has shape {tuple(mask.shape)}, the images {tuple(x.shape)}")
+        lesion = None if partial else _lesion(x, mask)
         side, shape = self.side(), x.shape[-2:]
         if tuple(shape) == (side, side):
             return self.partial(x) if partial else self.inpaint(x, mask)
@@ -256,10 +253,16 @@ class Diffusion(Translator):
         small = self.to_work_size(x)
         if partial:
             return (x + up(self.partial(small) - small)).clamp(-1, 1)
-        m_small = (F.interpolate((mask > 0.5).to(x.dtype), size=(side, side), mode="area") > 0).to(x.dtype)
-        grow = math.ceil(self.opt["mask_dilate"] * max(shape) / side)
-        region = L.dilate((mask > 0.5).to(x.dtype), grow)
+        m_small = (self.to_work_size(lesion) > 0).to(x.dtype)         # any lesion in a small pixel
+        region = L.dilate(lesion, math.ceil(self.opt["mask_dilate"] * max(shape) / side))
         return region * up(self.inpaint(small, m_small)) + (1 - region) * x
+
+
+def _lesion(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The binary lesion mask of images ``x`` as their dtype, after checking its shape."""
+    if mask.shape != x.shape:
+        raise OptionError(f"diffusion inpaint: the mask has shape {tuple(mask.shape)}, the images {tuple(x.shape)}")
+    return (mask > 0.5).to(x.dtype)
 
 
 def _check_steps(opt: dict) -> dict:

@@ -5,22 +5,7 @@
 The chapter needs its zoo models (recipes phsgan-*), which are not all trained yet (issue 14),
 so the notebook is not in the book until they are; once it is, the notebook is the artefact and
 this draft is deleted."""
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-CELLS = []
-
-
-def md(s):
-    CELLS.append(new_markdown_cell(s.strip("\n")))
-
-
-def code(s, tags=None):
-    c = new_code_cell(s.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    CELLS.append(c)
-
+from _cells import code, colab_setup, md, write
 
 md(r"""
 # PHS-GAN: factorising the pathology
@@ -48,21 +33,7 @@ image and a map of where the disease is, and the way back is given both. This ch
    whether the paper's ordering of the four methods holds here.
 """)
 
-code(r"""
-# On Colab only: fetch the book (the library and its shipped models), install the library
-# (Colab's own PyTorch is kept), tell it where the models are, and enable widgets.
-import os, sys
-if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/pseudohealthy-book"):
-        !git clone -q --depth 1 https://github.com/pseudohealthy/pseudohealthy-book /content/pseudohealthy-book
-    %pip install -q /content/pseudohealthy-book
-    os.environ["PH_ZOO"] = "/content/pseudohealthy-book/data/zoo"
-    from google.colab import output
-    output.enable_custom_widget_manager()
-
-from pseudohealthy_lib.notebook import setup_notebook
-info = setup_notebook()
-""")
+colab_setup()
 
 md(r"""
 ## 1. The one-to-many problem, measured
@@ -658,7 +629,4 @@ is all the unpaired setting may assume.
 ```
 """)
 
-nb = new_notebook(cells=CELLS, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                                         "language_info": {"name": "python"}})
-nbformat.write(nb, "book/06_phsgan.ipynb")
-print(len(CELLS), "cells")
+write("book/06_phsgan.ipynb")

@@ -5,22 +5,7 @@
 The chapter needs its zoo models (recipes diffusion, diffusion-s1, diffusion-s2; issue 16); once
 they are shipped and the notebook is in the book, the notebook is the artefact and this draft is
 deleted."""
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-CELLS = []
-
-
-def md(s):
-    CELLS.append(new_markdown_cell(s.strip("\n")))
-
-
-def code(s, tags=None):
-    c = new_code_cell(s.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    CELLS.append(c)
-
+from _cells import code, colab_setup, md, write
 
 md(r"""
 # Beyond the papers: diffusion models
@@ -50,21 +35,7 @@ lesion. The chapter ends with the cost: a GAN translates a slice in one pass; a 
 needs one pass per step.
 """)
 
-code(r"""
-# On Colab only: fetch the book (the library and its shipped models), install the library
-# (Colab's own PyTorch is kept), tell it where the models are, and enable widgets.
-import os, sys
-if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/pseudohealthy-book"):
-        !git clone -q --depth 1 https://github.com/pseudohealthy/pseudohealthy-book /content/pseudohealthy-book
-    %pip install -q /content/pseudohealthy-book
-    os.environ["PH_ZOO"] = "/content/pseudohealthy-book/data/zoo"
-    from google.colab import output
-    output.enable_custom_widget_manager()
-
-from pseudohealthy_lib.notebook import setup_notebook
-info = setup_notebook()
-""")
+colab_setup()
 
 code(r"""
 import numpy as np
@@ -476,7 +447,4 @@ the model's idea of a plausible slice has no lesions in it.
 ```
 """)
 
-nb = new_notebook(cells=CELLS, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                                         "language_info": {"name": "python"}})
-nbformat.write(nb, "book/08_diffusion.ipynb")
-print(len(CELLS), "cells")
+write("book/08_diffusion.ipynb")
