@@ -147,6 +147,22 @@ def test_register_refuses_what_is_not_a_method_or_takes_a_name():
     assert REGISTRY["cyclegan"] is CycleGAN
 
 
+def test_a_subset_keeps_its_slices_and_every_array_in_step(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    idx = data.select("test")[::3]
+    sub = data.subset(idx)
+    assert len(sub) == len(idx) and sub.summary().keys() == {"test"}
+    for name in ("images", "masks", "seg", "labels", "subjects", "slice_index", "split", "healthy"):
+        assert np.array_equal(getattr(sub, name), getattr(data, name)[idx]), name
+    assert np.array_equal(data.subset(data.labels == 1).labels, data.labels[data.labels == 1])
+    with pytest.raises(OptionError, match="no slices selected"):
+        data.subset([])
+    with pytest.raises(OptionError, match="indices from 0 to"):
+        data.subset([len(data)])
+    with pytest.raises(OptionError, match="boolean selection needs"):
+        data.subset(np.ones(3, bool))
+
+
 def test_patient_level_folds(tiny_prepared, tmp_path):
     data = load_prepared(tiny_prepared)
     tests = []

@@ -33,6 +33,13 @@ class Oracle(nn.Module):
         return (x - a.sqrt() * self.target) / (1 - a).sqrt()
 
 
+class Blind(nn.Module):
+    """A noise predictor that never finds any noise."""
+
+    def forward(self, x, t):
+        return torch.zeros_like(x)
+
+
 def with_oracle(m: Diffusion, target) -> Diffusion:
     m.nets["ema"] = Oracle(target, m.scheduler.alphas_cumprod.clone())
     return m
@@ -70,6 +77,18 @@ def test_a_wrong_noise_predictor_does_not_recover_the_image():
     mask = torch.ones_like(target)
     assert (m.inpaint(target, mask) - target).abs().mean() > 0.5
     assert (m.partial(target, 1.0) - target).abs().mean() > 0.5
+
+
+def test_draws_average_the_noise_of_partial_noising_away():
+    # a predictor that finds no noise leaves every draw's noise in x0_hat (Eq. 4): the output is
+    # x plus noise, and the mean of k independent draws has 1/sqrt(k) of its spread
+    x = torch.zeros(4, 1, 16, 16)
+    m = model(sample_steps=10)
+    m.nets["ema"] = Blind()
+    one, eight = m.partial(x, 0.2), m.inference(draws=8).partial(x, 0.2)
+    ratio = eight.std() / one.std()
+    assert one.std() > 0.2 and 0.25 < ratio < 0.45               # 1 / sqrt(8) = 0.35
+    assert torch.equal(m.inference(draws=8).partial(x, 0.2), eight)     # still seeded
 
 
 def test_sampling_is_seeded_and_the_seed_matters():

@@ -74,6 +74,25 @@ class PreparedSlices:
             keep &= self.labels == label
         return np.nonzero(keep)[0]
 
+    def subset(self, idx) -> "PreparedSlices":
+        """The slices ``idx`` only (indices or a boolean array), in that order, with their split,
+        e.g. ``data.subset(data.select("test")[::3])`` for a quicker look at a third of the test
+        slices."""
+        import dataclasses
+
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            if len(idx) != len(self):
+                raise OptionError(f"subset: a boolean selection needs {len(self)} values, got {len(idx)}")
+            idx = np.nonzero(idx)[0]
+        if idx.size == 0:
+            raise OptionError("subset: no slices selected")
+        if idx.dtype.kind not in "iu" or idx.min() < -len(self) or idx.max() >= len(self):
+            raise OptionError(f"subset: expected slice indices from 0 to {len(self) - 1}")
+        arrays = {f.name: getattr(self, f.name)[idx] for f in dataclasses.fields(self)
+                  if isinstance(getattr(self, f.name), np.ndarray)}
+        return dataclasses.replace(self, **arrays)
+
     def with_folds(self, folds: int, fold: int, seed: int = 0) -> "PreparedSlices":
         """The same slices with the split of patient-level ``folds``-fold cross-validation.
 

@@ -37,6 +37,9 @@ lesion; a large t0 erases the lesion and the patient's details with it::
     x_hat = DDIM_{t0 -> 0}( sqrt(abar_t0) x + sqrt(1 - abar_t0) eps )                         (6)
 
 The difference ``|x - x_hat|`` is then the lesion detector (the detection metrics score it).
+Each noise draw rebuilds the healthy tissue a little differently, and those differences look
+like lesions to the detector; ``draws`` > 1 averages (6) over that many draws (their mean is
+the output), which shrinks the random part of the difference at the cost of one walk per draw.
 
 Choices: images in [-1, 1]; T = 1000 with DDPM's linear schedule (beta from 1e-4 to 0.02);
 the weights used at inference are an exponential moving average of the trained ones (``ema``,
@@ -69,7 +72,7 @@ from .base import Translator, register
 
 MODES = ("inpaint", "partial")
 #: options that change only sampling (a trained model takes new values with :meth:`Diffusion.inference`)
-SAMPLING = ("mode", "noise_level", "sample_steps", "resample", "mask_dilate", "sample_seed")
+SAMPLING = ("mode", "noise_level", "draws", "sample_steps", "resample", "mask_dilate", "sample_seed")
 
 
 @register
@@ -83,11 +86,11 @@ class Diffusion(Translator):
     name = "diffusion"
     pseudo_healthy = True
     defaults = {"channels": 16, "levels": 4, "res_blocks": 1, "attention": True, "timesteps": 1000,
-                "healthy": "slices", "ema": 0.999, "mode": "inpaint", "noise_level": 0.3, "sample_steps": 25,
+                "healthy": "slices", "ema": 0.999, "mode": "inpaint", "noise_level": 0.3, "draws": 1, "sample_steps": 25,
                 "resample": 1, "mask_dilate": 2, "sample_seed": 0, "work_size": 0}
     choices = {"healthy": ("slices", "twins"), "mode": MODES}
     ranges = {"channels": (8, None), "levels": (2, 6), "res_blocks": (1, None), "timesteps": (10, None),
-              "ema": (0, 0.99999), "noise_level": (0.0, 1.0), "sample_steps": (1, None), "resample": (1, None),
+              "ema": (0, 0.99999), "noise_level": (0.0, 1.0), "draws": (1, None), "sample_steps": (1, None), "resample": (1, None),
               "mask_dilate": (0, None), "sample_seed": (0, None), "work_size": (0, None)}
 
     def __init__(self, cfg):
@@ -186,7 +189,8 @@ class Diffusion(Translator):
     @torch.no_grad()
     def partial(self, x: torch.Tensor, noise_level: float | None = None) -> torch.Tensor:
         """Eq. (6): ``x`` (B, 1, H, W) in [-1, 1] noised to ``noise_level`` * T (default: the
-        option) and denoised with DDIM; the output has the shape of ``x``."""
+        option) and denoised with DDIM, averaged over ``draws`` noise draws; the output has the
+        shape of ``x``."""
         level = self.opt["noise_level"] if noise_level is None else float(noise_level)
         if not 0 <= level <= 1:
             raise OptionError(f"diffusion noise_level: expected a number from 0 to 1, got {noise_level!r}")
@@ -195,12 +199,14 @@ class Diffusion(Translator):
         if k0 == 0:
             return x.clone()
         t0 = (k0 - 1) * dt
-        g = self._generator(x.device)
-        noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
-        sample = self.scheduler.add_noise(x, noise, torch.tensor([t0], device=x.device))       # Eq. (2)
-        for t in range(t0, -1, -dt):
-            sample = self.scheduler.step(self._eps(sample, t), t, sample)[0]                    # Eq. (4)
-        return sample.clamp(-1, 1)
+        g, total = self._generator(x.device), torch.zeros_like(x)
+        for _ in range(self.opt["draws"]):
+            noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+            sample = self.scheduler.add_noise(x, noise, torch.tensor([t0], device=x.device))   # Eq. (2)
+            for t in range(t0, -1, -dt):
+                sample = self.scheduler.step(self._eps(sample, t), t, sample)[0]                # Eq. (4)
+            total += sample.clamp(-1, 1)
+        return total / self.opt["draws"]
 
     @torch.no_grad()
     def inpaint(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
