@@ -28,8 +28,10 @@ model only invents the inside, in agreement with what surrounds it::
 x_t = sqrt(abar_t / abar_t') x_t' + sqrt(1 - abar_t / abar_t') z (the forward process from t'
 to t): the inside then gets more than one chance to agree with the outside.
 
-**Partial noising without a mask** (AnoDDPM, Wyatt et al., 2022): noise the whole slice to an
-intermediate level t0 = ``noise_level`` * T with (2), then run (4) back to 0. Noise at level t0
+**Partial noising without a mask** (the partial diffusion of AnoDDPM, Wyatt et al., 2022, here
+with Gaussian noise and DDIM steps): noise the whole slice to an intermediate level
+t0 = ``noise_level`` * T (rounded) with (2), then run (4) back to 0 in steps of T // ``sample_steps``
+(t0, t0 - T // n, ...; the last step lands on the clean image). Noise at level t0
 drowns details up to some size; the model rebuilds them as healthy tissue, because healthy
 tissue is all it knows. A small t0 keeps the patient (identity) but cannot erase a large
 lesion; a large t0 erases the lesion and the patient's details with it::
@@ -194,11 +196,10 @@ class Diffusion(Translator):
         level = self.opt["noise_level"] if noise_level is None else float(noise_level)
         if not 0 <= level <= 1:
             raise OptionError(f"diffusion noise_level: expected a number from 0 to 1, got {noise_level!r}")
-        dt = self._grid()
-        k0 = round(level * self.opt["sample_steps"])          # grid steps to run
-        if k0 == 0:
+        if level == 0:
             return x.clone()
-        t0 = (k0 - 1) * dt
+        dt = self._grid()
+        t0 = min(int(level * self.opt["timesteps"] + 0.5), self.opt["timesteps"] - 1)     # t0 = level * T
         g, total = self._generator(x.device), torch.zeros_like(x)
         for _ in range(self.opt["draws"]):
             noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
