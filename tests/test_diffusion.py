@@ -91,6 +91,20 @@ def test_draws_average_the_noise_of_partial_noising_away():
     assert torch.equal(m.inference(draws=8).partial(x, 0.2), eight)     # still seeded
 
 
+def test_coarse_noise_has_unit_variance_and_its_power_at_low_frequencies():
+    white, coarse = model().noise((64, 1, 32, 32)), model(noise_blur=2.0).noise((64, 1, 32, 32))
+    for eps in (white, coarse):
+        assert abs(eps.std() - 1) < 0.03 and abs(eps.mean()) < 0.03
+    def low_share(eps):                         # share of the power below a quarter of the band
+        p = torch.fft.fft2(eps[:, 0]).abs().square().mean(0)
+        f = torch.fft.fftfreq(32).abs()
+        low = (f[:, None] < 0.125) & (f[None, :] < 0.125)
+        return float(p[low].sum() / p.sum())
+    assert low_share(white) < 0.1 and low_share(coarse) > 0.5           # white: 1/16 of the bins
+    neighbours = (coarse[..., 1:] * coarse[..., :-1]).mean()
+    assert neighbours > 0.8 and abs((white[..., 1:] * white[..., :-1]).mean()) < 0.05
+
+
 def test_sampling_is_seeded_and_the_seed_matters():
     m = model()
     x = torch.rand(2, 1, 16, 16) * 2 - 1

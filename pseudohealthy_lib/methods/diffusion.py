@@ -43,6 +43,14 @@ Each noise draw rebuilds the healthy tissue a little differently, and those diff
 like lesions to the detector; ``draws`` > 1 averages (6) over that many draws (their mean is
 the output), which shrinks the random part of the difference at the cost of one walk per draw.
 
+**Coarse noise** (``noise_blur`` > 0): white noise cannot drown a large lesion without drowning
+every fine detail first (its power is the same at every spatial frequency, where the image's sits
+mostly at low ones). AnoDDPM's remedy is noise with more power at low frequencies (simplex
+noise); here it is white noise blurred by a Gaussian of ``noise_blur`` U-Net pixels and scaled
+back to unit variance, so Eqs. (1)-(6) hold as written with eps ~ N(0, Sigma). The model must be
+trained with the noise it samples with (it learns to predict that noise), so the option is fixed
+at training.
+
 Choices: images in [-1, 1]; T = 1000 with DDPM's linear schedule (beta from 1e-4 to 0.02);
 the weights used at inference are an exponential moving average of the trained ones (``ema``,
 as DDPM does: the raw weights of the last step are noisier);
@@ -89,11 +97,12 @@ class Diffusion(Translator):
     pseudo_healthy = True
     defaults = {"channels": 16, "levels": 4, "res_blocks": 1, "attention": True, "timesteps": 1000,
                 "healthy": "slices", "ema": 0.999, "mode": "inpaint", "noise_level": 0.3, "draws": 1, "sample_steps": 25,
-                "resample": 1, "mask_dilate": 2, "sample_seed": 0, "work_size": 0}
+                "resample": 1, "mask_dilate": 2, "sample_seed": 0, "work_size": 0, "noise_blur": 0.0}
     choices = {"healthy": ("slices", "twins"), "mode": MODES}
     ranges = {"channels": (8, None), "levels": (2, 6), "res_blocks": (1, None), "timesteps": (10, None),
               "ema": (0, 0.99999), "noise_level": (0.0, 1.0), "draws": (1, None), "sample_steps": (1, None), "resample": (1, None),
-              "mask_dilate": (0, None), "sample_seed": (0, None), "work_size": (0, None)}
+              "mask_dilate": (0, None), "sample_seed": (0, None), "work_size": (0, None),
+              "noise_blur": (0.0, None)}
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -161,7 +170,7 @@ class Diffusion(Translator):
     def training_step(self, batch, ctx):
         x0 = self.to_work_size(batch["B"])
         t = torch.randint(self.opt["timesteps"], (len(x0),), device=x0.device)
-        noise = torch.randn_like(x0)
+        noise = self.noise(x0.shape, device=x0.device, dtype=x0.dtype)
         with ctx.autocast():
             x_t = self.scheduler.add_noise(x0, noise, t)                                   # Eq. (2)
             loss = F.mse_loss(self.nets["eps"](x_t, t).float(), noise)                      # Eq. (3)
@@ -185,6 +194,20 @@ class Diffusion(Translator):
     def _eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         return self.nets["ema"](x, torch.full((len(x),), t, device=x.device, dtype=torch.long)).float()
 
+    def noise(self, shape, generator=None, device="cpu", dtype=torch.float32) -> torch.Tensor:
+        """The model's noise eps of ``shape`` (B, 1, H, W): standard normal per pixel, white, or
+        with ``noise_blur`` > 0 blurred by a Gaussian of that many pixels (wrapping round the
+        border, so every pixel is alike) and scaled back to unit variance."""
+        eps = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        sigma = self.opt["noise_blur"]
+        if sigma <= 0:
+            return eps
+        r = max(1, math.ceil(3 * sigma))
+        g = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=device, dtype=dtype) / sigma) ** 2)
+        k = torch.outer(g, g)
+        k = (k / k.square().sum().sqrt()).view(1, 1, 2 * r + 1, 2 * r + 1)    # sum of k^2 = 1: unit variance
+        return F.conv2d(F.pad(eps, (r, r, r, r), mode="circular"), k)
+
     def _generator(self, device) -> torch.Generator:
         return torch.Generator(device).manual_seed(self.opt["sample_seed"])
 
@@ -202,7 +225,7 @@ class Diffusion(Translator):
         t0 = min(int(level * self.opt["timesteps"] + 0.5), self.opt["timesteps"] - 1)     # t0 = level * T
         g, total = self._generator(x.device), torch.zeros_like(x)
         for _ in range(self.opt["draws"]):
-            noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+            noise = self.noise(x.shape, g, x.device, x.dtype)
             sample = self.scheduler.add_noise(x, noise, torch.tensor([t0], device=x.device))   # Eq. (2)
             for t in range(t0, -1, -dt):
                 sample = self.scheduler.step(self._eps(sample, t), t, sample)[0]                # Eq. (4)
@@ -220,7 +243,7 @@ class Diffusion(Translator):
         acp = self.scheduler.alphas_cumprod.to(x.device, x.dtype)
 
         def randn():
-            return torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+            return self.noise(x.shape, g, x.device, x.dtype)
 
         sample = randn()
         for t in range((self.opt["sample_steps"] - 1) * dt, -1, -dt):
