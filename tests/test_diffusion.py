@@ -92,9 +92,10 @@ def test_draws_average_the_noise_of_partial_noising_away():
 
 
 def test_coarse_noise_has_unit_variance_and_its_power_at_low_frequencies():
-    white, coarse = model().noise((64, 1, 32, 32)), model(noise_blur=2.0).noise((64, 1, 32, 32))
-    for eps in (white, coarse):
-        assert abs(eps.std() - 1) < 0.03 and abs(eps.mean()) < 0.03
+    gen = torch.Generator().manual_seed(0)
+    white, coarse = model().noise((64, 1, 32, 32), gen), model(noise_blur=2.0).noise((64, 1, 32, 32), gen)
+    for eps in (white, coarse):              # the blurred noise's mean varies more (neighbours agree)
+        assert abs(eps.std() - 1) < 0.03 and abs(eps.mean()) < 0.1
     def low_share(eps):                         # share of the power below a quarter of the band
         p = torch.fft.fft2(eps[:, 0]).abs().square().mean(0)
         f = torch.fft.fftfreq(32).abs()
