@@ -74,6 +74,8 @@ RECIPES = {
     # the diffusion chapter: one model of healthy slices per seed; inpainting and partial noising
     # are two ways of sampling it (Diffusion.inference), not two models
     **{"diffusion" + (f"-s{seed}" if seed else ""): "diffusion --preset cpu" + (f" --seed {seed}" if seed else "") for seed in (0, 1, 2)},
+    # the same recipe trained with coarse (blurred) noise, for partial noising without a mask
+    "diffusion-coarse": "diffusion --preset cpu --set noise_blur=2",
 }
 
 

@@ -6,7 +6,9 @@
 The floors: inpainting with the true mask beats, inside the lesion (PSNR against the true
 healthy image), both the classical inpainting given the same mask and the shipped ANT-GAN;
 partial noising (``--level``, averaged over ``--draws`` noise draws, on every other slice) beats
-the intensity threshold as a detector (AUPRC); sampling takes under a second per slice. The
+the intensity threshold as a detector (AUPRC); sampling takes under a second per slice. The first model listed
+is the one whose partial noising is checked: the coarse-noise model was checked with
+``diffusion-coarse --level 0.1 --draws 16`` (level and draws chosen on the selection phantom). The
 phantom's seed is one that no test, chapter or recipe trial uses. Rows are appended to
 ``pseudohealthy_lib/records/floors.jsonl``.
 """
