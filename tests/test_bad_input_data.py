@@ -640,10 +640,12 @@ def same_volumes(a: Path, b: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_killed_phantom_leaves_no_workers_and_a_rerun_completes_it(phantom_reference, tmp_path, sig):
+@pytest.mark.parametrize("delay", [0.0, 1.5], ids=["starting", "working"])
+def test_killed_phantom_leaves_no_workers_and_a_rerun_completes_it(phantom_reference, tmp_path, sig, delay):
+    # the delay counts from the moment the output folder appears: at 0 the workers are being
+    # started, and a stop then must not leave the parent waiting for them
     out = tmp_path / "ph"
     cmd = ["phantom", "--out", out, *PHANTOM, "--workers", "2"]
-    delay = random.uniform(0.2, 4.0)           # after the output folder appears: workers are running
     code = run_and_kill(cmd, sig, out.exists, delay)
     if sig == signal.SIGTERM and code != 0:
         assert code == 128 + signal.SIGTERM and not temps(out), f"killed at {delay:.2f} s"

@@ -91,6 +91,22 @@ def test_draws_average_the_noise_of_partial_noising_away():
     assert torch.equal(m.inference(draws=8).partial(x, 0.2), eight)     # still seeded
 
 
+def test_partial_noising_walks_the_grid_below_its_level_one_pass_per_step():
+    m = model(timesteps=1000, sample_steps=25)
+    assert m.walk(0.1) == [100, 60, 20] and m.walk(0.2) == [200, 160, 120, 80, 40, 0]
+    assert m.walk(0) == [] and m.walk(1.0)[0] == 999 and len(m.walk(1.0)) == 25
+    calls = []
+
+    class Counting(Blind):
+        def forward(self, x, t):
+            calls.append(int(t[0]))
+            return super().forward(x, t)
+
+    m.nets["ema"] = Counting()
+    m.inference(draws=2).partial(torch.zeros(1, 1, 16, 16), 0.2)
+    assert calls == m.walk(0.2) * 2                         # each draw walks the same levels
+
+
 def test_coarse_noise_has_unit_variance_and_its_power_at_low_frequencies():
     gen = torch.Generator().manual_seed(0)
     white, coarse = model().noise((64, 1, 32, 32), gen), model(noise_blur=2.0).noise((64, 1, 32, 32), gen)

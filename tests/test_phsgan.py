@@ -85,7 +85,7 @@ def test_the_cycle_terms_follow_eq_1():
     m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4)
     batch = m.example_batch(2, 32)
     batch["B"] = batch["A"].clone()
-    out = {"x_h_fake": batch["A"], "m_p_fake": batch["A_mask"], "x_p_rec": batch["A"], "x_h_from_r": batch["B"],
+    out = {"x_h_fake": batch["A"], "m_p_fake": batch["A_mask"], "x_p_rec": batch["A"], "x_h_lesioned": batch["B"],
            "x_h_rec": batch["B"], "m_h": torch.zeros_like(batch["B"]), "m_h_rec": torch.zeros_like(batch["B"])}
     t = m.generator_losses(batch, out)
     assert t["cc_P"] == t["cc_H"] == t["cc_M"] == 0 and t["seg"] < 1e-4
@@ -240,6 +240,31 @@ def test_cycle_hh_can_start_from_another_subjects_lesion(tiny_prepared):
     assert seen[-1] == 2 + 2                                       # real healthy + G(x_p) only: R's lesioned image is no fake
     with pytest.raises(OptionError, match="hh_mask='other' changes Cycle H-H, which setting='gan' does not have"):
         phs("gan", hh_mask="other")
+
+
+def test_cycle_hh_can_start_from_a_pasted_real_lesion():
+    """hh_mask='paste': x_p inside its mask (and inside x_h's head) over x_h, no painting by R (Eq. 1'')."""
+    torch.manual_seed(0)
+    m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="paste")
+    batch = m.example_batch(2, 32)
+    batch["A"] = torch.full_like(batch["A"], 0.8)               # a bright "lesion" slice
+    batch["B"] = torch.full_like(batch["B"], -0.2)              # a grey healthy slice ...
+    batch["B"][..., :, :6] = -1                                 # ... with background on its left
+    batch["A_mask"] = torch.zeros_like(batch["A_mask"])
+    batch["A_mask"][..., 2:10, 2:10] = 1
+    out = m(batch)
+    inside = torch.zeros_like(batch["A_mask"])
+    inside[..., 2:10, 6:10] = 1                                 # the mask, less the background
+    assert out["m_h"].equal(inside)
+    assert out["x_h_lesioned"].equal(torch.where(inside.bool(), batch["A"], batch["B"]))
+    terms = m.generator_losses(batch, out)
+    assert "gan_R" not in terms
+    (terms["cc_H"] + terms["cc_M"]).backward()                  # Cycle H-H trains G and S, not R
+    grad = lambda k: sum(p.grad.abs().sum().item() for p in m.nets[k].parameters() if p.grad is not None)   # noqa: E731
+    assert grad("G") > 0 and grad("S") > 0 and grad("R") == 0
+    for setting in ("unpaired", "gan"):
+        with pytest.raises(OptionError, match="hh_mask='paste'"):
+            phs(setting, hh_mask="paste")
 
 
 def test_hh_detach_keeps_cycle_hh_from_training_the_painter():

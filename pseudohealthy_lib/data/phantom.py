@@ -308,11 +308,12 @@ def _one(args) -> str:
     return write_subject(make_subject(seed, i, lesion, modalities), out).name
 
 
-def _start_worker(parent: int) -> None:
-    """Pool initialiser: one torch thread, and exit as soon as the parent process is gone
-    (a killed ``generate`` must not leave its workers running)."""
+def _worker(parent: int, jobs: list, conn) -> None:
+    """One worker process of :func:`generate`: write ``jobs`` one by one, sending ``None`` after
+    each (or the error's text, then stop). It uses one torch thread, runs its clean-up when
+    terminated (SIGTERM), and exits as soon as the parent process is gone."""
     torch.set_num_threads(1)
-    exit_on_sigterm()                       # Pool.terminate() then runs the workers' clean-up too
+    exit_on_sigterm()
 
     def watch():
         while os.getppid() == parent:
@@ -320,6 +321,60 @@ def _start_worker(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+    for job in jobs:
+        try:
+            _one(job)
+        except Exception as e:                  # noqa: BLE001 -- reported to the parent, which raises it
+            conn.send(f"{type(e).__name__}: {e}")
+            return
+        conn.send(None)
+
+
+def _run_workers(todo: list, workers: int, bar) -> None:
+    """Share ``todo`` among ``workers`` processes, advancing ``bar`` as subjects are written.
+
+    Plain processes, each with its own share and pipe, rather than a ``multiprocessing.Pool``:
+    a pool's handler threads can start new workers while the parent is being stopped, so a
+    killed ``generate`` could wait for them forever. Here, whatever ends the loop (an error, a
+    signal, a worker that died) terminates every worker and waits for it before leaving.
+    """
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    procs, left = [], {}                        # left: a worker's pipe -> [process, subjects it still owes]
+    try:
+        for k in range(workers):
+            recv, send = mp.Pipe(duplex=False)
+            share = todo[k::workers]
+            p = mp.Process(target=_worker, args=(os.getpid(), share, send), daemon=True)
+            procs.append(p)
+            p.start()
+            send.close()
+            left[recv] = [p, len(share)]
+        while left:
+            for conn in wait(list(left)):
+                p, n = left[conn]
+                try:
+                    msg = conn.recv()
+                except EOFError:                # the worker is gone before finishing its share
+                    p.join()
+                    raise RuntimeError(f"phantom worker {p.name} stopped (exit code {p.exitcode}) "
+                                       f"with {n} subject(s) not written") from None
+                if msg is not None:
+                    raise RuntimeError(f"phantom worker {p.name} failed: {msg}")
+                bar.update()
+                left[conn][1] = n - 1
+                if n == 1:
+                    del left[conn]
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()                   # SIGTERM: the worker removes its temporary files
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 def output_folder(out: str | Path) -> Path:
@@ -344,8 +399,6 @@ def generate(out: str | Path, subjects: int, seed: int = 0, lesion: str = "gliom
     gives the same voxels as an uninterrupted one. ``workers`` processes share the work
     (default: the number of CPU cores, at most 4); they stop when ``generate`` is stopped.
     """
-    from multiprocessing import Pool
-
     from tqdm.auto import tqdm
 
     at_least(subjects, "subjects")
@@ -368,9 +421,7 @@ def generate(out: str | Path, subjects: int, seed: int = 0, lesion: str = "gliom
             _one(a)
             bar.update()
     else:
-        with Pool(min(workers, len(todo)), initializer=_start_worker, initargs=(os.getpid(),)) as pool:
-            for _ in pool.imap_unordered(_one, todo):           # leaving the block terminates the workers
-                bar.update()
+        _run_workers(todo, min(workers, len(todo)), bar)
     bar.close()
     generate.last_seconds = time.perf_counter() - t0
     return ids

@@ -211,6 +211,16 @@ class Diffusion(Translator):
     def _generator(self, device) -> torch.Generator:
         return torch.Generator(device).manual_seed(self.opt["sample_seed"])
 
+    def walk(self, noise_level: float) -> list[int]:
+        """The levels that partial noising at ``noise_level`` steps through, one network pass
+        each: t0 = ``noise_level`` * T (rounded, at most T - 1) down to 0 in steps of
+        T // ``sample_steps``; none at level 0, where the input is returned as it is."""
+        T = self.opt["timesteps"]
+        if noise_level == 0:
+            return []
+        t0 = min(int(noise_level * T + 0.5), T - 1)
+        return list(range(t0, -1, -(T // self.opt["sample_steps"])))
+
     @torch.no_grad()
     def partial(self, x: torch.Tensor, noise_level: float | None = None) -> torch.Tensor:
         """Eq. (6): ``x`` (B, 1, H, W) in [-1, 1] noised to ``noise_level`` * T (default: the
@@ -221,13 +231,13 @@ class Diffusion(Translator):
             raise OptionError(f"diffusion noise_level: expected a number from 0 to 1, got {noise_level!r}")
         if level == 0:
             return x.clone()
-        dt = self._grid()
-        t0 = min(int(level * self.opt["timesteps"] + 0.5), self.opt["timesteps"] - 1)     # t0 = level * T
+        self._grid()
+        ts = self.walk(level)
         g, total = self._generator(x.device), torch.zeros_like(x)
         for _ in range(self.opt["draws"]):
             noise = self.noise(x.shape, g, x.device, x.dtype)
-            sample = self.scheduler.add_noise(x, noise, torch.tensor([t0], device=x.device))   # Eq. (2)
-            for t in range(t0, -1, -dt):
+            sample = self.scheduler.add_noise(x, noise, torch.tensor([ts[0]], device=x.device))   # Eq. (2)
+            for t in ts:
                 sample = self.scheduler.step(self._eps(sample, t), t, sample)[0]                # Eq. (4)
             total += sample.clamp(-1, 1)
         return total / self.opt["draws"]

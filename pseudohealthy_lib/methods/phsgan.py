@@ -91,6 +91,16 @@ lesion), and so is R's image among D_x's fakes::
 
     L_CC(H-H) = |G(R(x_h, m)) - x_h|_1 + |S(R(x_h, m)) - m|_1,   m: a mask of another volume   (1')
 
+``hh_mask='paste'`` (paired setting only) starts Cycle H-H from a *real* lesion instead of
+R's painting: the batch's pathological slice x_p, inside its training mask m_p (and inside the
+healthy slice's head), pasted over x_h. G must again take it out and S find it, by (1'). A
+painting is made by R, which the same cycle trains, so R can leave in it what G needs to undo it
+(the tissue under the lesion, in a faint code), and G then learns to undo R's lesions rather than
+to fill in the tissue that a real lesion destroyed; a pasted lesion carries nothing of x_h. R
+then learns from Cycle P-H alone, as with ``hh_detach``::
+
+    x_h' = m * x_p + (1 - m) * x_h,   m = m_p * [x_h is not background];   (1') on x_h'       (1'')
+
 ``hh_detach=True`` (needs ``hh_mask='other'``) makes R a fixed painter in that cycle: its image
 is detached before G and S, so (1') trains G and S only, and R learns from Cycle P-H alone. Without
 it, R is also rewarded for painting lesions that G finds easy to take out, which need not look
@@ -160,7 +170,7 @@ class PHSGAN(Translator):
                 "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "map_grad": 1.0, "lr_s": None,
                 "critic": "table4", "hh_mask": "black", "hh_detach": False, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
-    choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
+    choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other", "paste"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
               "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "map_grad": (0.0, 1.0), "pool_size": (0, None),
               "init_gain": (0, None)}
@@ -178,8 +188,11 @@ class PHSGAN(Translator):
         if o["keep_map"] == "truth" and o["setting"] != "paired":
             raise OptionError(f"phsgan option keep_map='truth' needs the training masks of the paired setting, "
                               f"not setting={o['setting']!r}: use keep_map='S'")
-        if o["hh_mask"] == "other" and o["setting"] == "gan":
-            raise OptionError("phsgan option hh_mask='other' changes Cycle H-H, which setting='gan' does not have")
+        if o["hh_mask"] != "black" and o["setting"] == "gan":
+            raise OptionError(f"phsgan option hh_mask={o['hh_mask']!r} changes Cycle H-H, which setting='gan' does not have")
+        if o["hh_mask"] == "paste" and o["setting"] != "paired":
+            raise OptionError(f"phsgan option hh_mask='paste' pastes lesions cut out with the training masks of the "
+                              f"paired setting, not setting={o['setting']!r}: use hh_mask='other'")
         if o["hh_detach"] and o["hh_mask"] != "other":
             raise OptionError("phsgan option hh_detach=true needs hh_mask='other' (with the paper's black mask, "
                               "Cycle H-H is what trains R to make healthy images)")
@@ -213,7 +226,7 @@ class PHSGAN(Translator):
 
     # -- engine interface
     def dataset(self, data, split):
-        other = self.opt["setting"] == "unpaired" or self.opt["hh_mask"] == "other"
+        other = self.opt["setting"] == "unpaired" or self.opt["hh_mask"] == "other"      # 'paste' uses x_p's own mask
         return UnpairedDataset(data, split, seed=self.cfg.seed, other_mask=other)
 
     def example_batch(self, batch_size, size, device="cpu"):
@@ -248,7 +261,6 @@ class PHSGAN(Translator):
             out["x_h_id"] = self.nets["G"](x_h)                                      # Eq. (6)
         if self.opt["setting"] == "gan":
             return out
-        m_h = batch["M"].to(x_h.dtype) if self.opt["hh_mask"] == "other" else torch.zeros_like(x_h)
         out["m_p_fake"] = torch.sigmoid(self.nets["S"](x_p))
         to_r = out["x_h_fake"]
         scale = 0.0 if self.opt["block_hiding"] else self.opt["map_grad"]
@@ -257,8 +269,13 @@ class PHSGAN(Translator):
             inside = scale * to_r + (1 - scale) * to_r.detach()
             to_r = m * inside + (1 - m) * to_r
         out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
-        out["m_h"], out["x_h_from_r"] = m_h, self.reconstruct(x_h, m_h)                                      # Cycle H-H
-        mid = self._noisy(out["x_h_from_r"].detach() if self.opt["hh_detach"] else out["x_h_from_r"])
+        if self.opt["hh_mask"] == "paste":                                                        # Cycle H-H, Eq. (1'')
+            m_h = batch["A_mask"].to(x_h.dtype) * (x_h > -1 + 1e-3).to(x_h.dtype)
+            out["m_h"], out["x_h_lesioned"] = m_h, m_h * x_p + (1 - m_h) * x_h
+        else:                                                                                     # Cycle H-H
+            m_h = batch["M"].to(x_h.dtype) if self.opt["hh_mask"] == "other" else torch.zeros_like(x_h)
+            out["m_h"], out["x_h_lesioned"] = m_h, self.reconstruct(x_h, m_h)
+        mid = self._noisy(out["x_h_lesioned"].detach() if self.opt["hh_detach"] else out["x_h_lesioned"])
         g_and_s = self.nets["G"](mid), torch.sigmoid(self.nets["S"](mid))
         out["x_h_rec"], out["m_h_rec"] = g_and_s
         return out
@@ -285,7 +302,7 @@ class PHSGAN(Translator):
             inside = L.dilate(self._lesion_map(batch, out).float(), o["keep_dilate"])
             terms["keep"] = o["lambda_keep"] * L.anomaly_mask_loss(out["x_h_fake"].float(), batch["A"].float(), inside, power=1)
         if o["hh_mask"] == "black":                  # R(x_h, m) with a lesion in m is not meant to look healthy
-            terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_from_r"]))                  # Eq. (2)
+            terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_lesioned"]))                  # Eq. (2)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
         terms["cc_H"] = o["lambda_hh"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
         terms["cc_M"] = o["lambda_cc"] * (out["m_h_rec"].float() - out["m_h"].float()).abs().mean()      # Eq. (1)
@@ -299,8 +316,8 @@ class PHSGAN(Translator):
         n = self.nets
         out, terms, loss_g = self.update_generators(batch, ctx, [n[k] for k in ("D_x", "D_m") if k in n])
         with ctx.autocast():
-            from_r = "x_h_from_r" in out and self.opt["hh_mask"] == "black"
-            fakes = [out["x_h_fake"].detach()] + ([out["x_h_from_r"].detach()] if from_r else [])
+            from_r = "x_h_lesioned" in out and self.opt["hh_mask"] == "black"
+            fakes = [out["x_h_fake"].detach()] + ([out["x_h_lesioned"].detach()] if from_r else [])
             fake = self.pool.query(torch.cat(fakes))
             pred_real, pred_fake = n["D_x"](torch.cat([batch["B"], fake])).split([len(batch["B"]), len(fake)])
             d_x = 0.5 * (L.gan_loss(pred_real, True) + L.gan_loss(pred_fake, False))
