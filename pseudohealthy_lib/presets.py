@@ -59,8 +59,9 @@ METHOD_PRESETS = {
     # lr 1e-3 with S at 2e-4, a 50-image history, and two terms that are not in the paper, the
     # identity on healthy slices (Eq. 6) and on pathological slices outside the lesion map, widened
     # by 2 pixels (Eq. 7). The paired recipe adds keep_map='truth' (the paired setting's training
-    # masks) and both proposed recipes hh_mask='other' (pseudohealthy_lib/recipes.py): the first
-    # is refused outside the paired setting, the second by the conditional-GAN baseline
+    # masks) and hh_mask='paste' (Cycle H-H from a real lesion cut out with them), the unpaired one
+    # hh_mask='other' (pseudohealthy_lib/recipes.py): the first two are refused outside the paired
+    # setting, the third by the conditional-GAN baseline
     ("phsgan", "cpu"): {"steps": 2400, "batch_size": 4, "lr": 1e-3, "ckpt_every": 400,
                         "options": {"ngf": 16, "n_blocks": 4, "ndf": 32, "s_ngf": 8, "lambda_id": 5.0, "lr_s": 2e-4,
                                     "lambda_keep": 10.0, "keep_dilate": 2, "critic": "patchgan", "pool_size": 50}},

@@ -8,6 +8,7 @@ temporary file survives and that a rerun gives the same data as an uninterrupted
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -679,3 +680,13 @@ def test_killed_prepare_leaves_nothing_and_a_rerun_gives_the_same_file(phantom_r
     assert list(tmp_path.iterdir()) == [out], f"killed at {delay:.2f} s"
     same_arrays(load_prepared(out), ref)
     assert load_prepared(out).meta == ref.meta
+
+
+def test_a_failing_phantom_worker_stops_the_run_with_its_error(tmp_path):
+    # the worker's own error reaches the parent (which then stops the other worker), instead of
+    # a run that waits for a subject that will never come
+    from tqdm.auto import tqdm
+    jobs = [(SEED, 0, "glioma", ("flair",), tmp_path), (SEED, 1, "no-such-lesion", ("flair",), tmp_path)]
+    with pytest.raises(RuntimeError, match="phantom worker .* failed: OptionError: .*no-such-lesion"):
+        phantom._run_workers(jobs, 2, tqdm(disable=True))
+    assert multiprocessing.active_children() == []

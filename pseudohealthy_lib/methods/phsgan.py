@@ -101,6 +101,13 @@ then learns from Cycle P-H alone, as with ``hh_detach``::
 
     x_h' = m * x_p + (1 - m) * x_h,   m = m_p * [x_h is not background];   (1') on x_h'       (1'')
 
+In the recorded trial (the paired recipe with ``hh_mask='paste'`` in place of ``'other'``) lesion
+PSNR rose from 16.0 to 16.7 dB, SSIM inside the lesion from 0.23 to 0.26 and healthy-tissue
+PSNR from 28.2 to 29.1, identity and healthiness unchanged (0.991, 0.991); the largest lesions
+are filled with tissue and ventricles instead of a mottled patch, though a faint grid remains in
+the fill and G's output still averages +0.11 above the truth there. (A generator with six
+residual blocks instead of four, with ``'other'``, did not help: 15.9 dB.)
+
 ``hh_detach=True`` (needs ``hh_mask='other'``) makes R a fixed painter in that cycle: its image
 is detached before G and S, so (1') trains G and S only, and R learns from Cycle P-H alone. Without
 it, R is also rewarded for painting lesions that G finds easy to take out, which need not look
