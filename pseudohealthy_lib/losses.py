@@ -49,6 +49,15 @@ def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
 
 
+def paste_lesion(lesioned: torch.Tensor, mask: torch.Tensor, healthy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real lesion cut out of ``lesioned`` with its ``mask`` and pasted over ``healthy`` (all
+    (B, 1, H, W), images in [-1, 1]): the input of a supervised removal task whose answer is
+    ``healthy``. The mask is first cut to ``healthy``'s head (pixels above the background -1), so
+    no lesion is pasted into the air. Returns ``(pasted, m)``, ``pasted = m * lesioned + (1 - m) * healthy``."""
+    m = mask.to(healthy.dtype) * (healthy > -1 + 1e-3).to(healthy.dtype)
+    return m * lesioned + (1 - m) * healthy, m
+
+
 def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean ``|G(y) - y|``: a generator fed an image of its target domain should leave it alone."""
     return F.l1_loss(output, target)

@@ -113,6 +113,41 @@ def test_dilated_mask_frees_the_lesion_border():
     assert L.anomaly_mask_loss(g, x, L.dilate(mask, 1)).item() == 0    # free once the mask is dilated
 
 
+def test_paste_lesion_cuts_the_mask_to_the_healthy_head():
+    lesioned, healthy = torch.full((1, 1, 4, 4), 0.9), torch.full((1, 1, 4, 4), -0.3)
+    healthy[..., :, 0] = -1                                            # background column
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 1:3, 0:2] = 1                                            # a lesion half in the air
+    pasted, m = L.paste_lesion(lesioned, mask, healthy)
+    assert m.sum() == 2 and m[..., 1:3, 1].sum() == 2                  # the two pixels inside the head
+    assert torch.equal(pasted, torch.where(m.bool(), lesioned, healthy))
+    assert torch.equal(L.paste_lesion(lesioned, torch.zeros_like(mask), healthy)[0], healthy)   # no lesion: x_b itself
+
+
+def test_cyclegan_paste_term_asks_g_ab_to_give_back_the_healthy_slice():
+    """lambda_paste: G_AB's output on a real lesion pasted over x_b is compared with x_b (Eq. P);
+    the pasted images go through G_AB in the same call as the others, without changing them."""
+    from pseudohealthy_lib.engine import TrainConfig
+    from pseudohealthy_lib.methods import get_method
+    from pseudohealthy_lib.utils import OptionError
+    torch.manual_seed(0)
+    opts = {"ngf": 4, "n_blocks": 1, "ndf": 4, "init": "pytorch"}
+    antgan = get_method("antgan")
+    with_paste, without = (antgan(TrainConfig(method="antgan", options=opts | {"lambda_paste": lam})) for lam in (10.0, 0.0))
+    without.load_state_dict(with_paste.state_dict())
+    batch = with_paste.example_batch(2, 32)
+    a, b = with_paste(batch), without(batch)
+    assert torch.allclose(a["fake_B"], b["fake_B"], atol=1e-6) and torch.allclose(a["rec_B"], b["rec_B"], atol=1e-6)
+    pasted, _ = L.paste_lesion(batch["A"], batch["A_mask"], batch["B"])
+    assert torch.allclose(a["unpasted"], with_paste.nets["G_AB"](pasted), atol=1e-6)
+    terms = with_paste.generator_losses(batch, a)
+    assert terms["paste"].item() == pytest.approx(10 * (a["unpasted"] - batch["B"]).abs().mean().item())
+    assert "paste" not in without.generator_losses(batch, b)
+    assert with_paste.generator_losses(batch, a | {"unpasted": batch["B"]})["paste"] == 0    # a perfect removal costs nothing
+    with pytest.raises(OptionError, match="lambda_paste pastes lesions over healthy slices: it needs domain_b='healthy'"):
+        get_method("cyclegan")(TrainConfig(method="cyclegan", options={"lambda_paste": 1.0, "domain_b": "mask"}))
+
+
 def test_soft_dice_loss():
     t = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
     assert L.soft_dice_loss(t, t).item() == pytest.approx(0, abs=1e-6)

@@ -8,6 +8,13 @@ or lesion masks drawn as images), with the switches the book's chapters need:
 * ``shortcut`` and ``lambda_am``: ANT-GAN's global shortcut on G_AB and its anomaly-mask loss
   (Eq. 2); :mod:`pseudohealthy_lib.methods.antgan` turns them on. ``am_dilate`` widens the mask of
   Eq. 2 by that many pixels (a lesion brightens a thin ring of tissue just outside its label);
+* ``lambda_paste`` (the library's, not the paper's; off by default): a supervised removal task
+  for G_AB. A real lesion, the abnormal slice inside its training mask, is pasted over the
+  batch's healthy slice, and G_AB must give the healthy slice back (PHS-GAN's Eq. 1'' in
+  :mod:`.phsgan`; the NC cycle's lesions are G_BA's paintings, which G_BA can make easy to undo)::
+
+      L_paste = |G_AB(m * x_a + (1 - m) * x_b) - x_b|_1,   m = x_a's mask inside x_b's head      (P)
+
 * ``healthy``: domain B's healthy slices are the data's lesion-free slices (``'slices'``) or, on
   phantoms, the healthy twins of other subjects' lesion slices (``'twins'``: same anatomical levels);
 * ``init`` and ``dropout``: the reference implementation's N(0, 0.02) initialisation and no
@@ -34,7 +41,7 @@ class CycleGAN(Translator):
     defaults = {
         "generator": "resnet", "ngf": 64, "n_blocks": 9, "unet_downs": 7, "ndf": 64,
         "upsample": "transpose", "shortcut": False,
-        "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0, "am_dilate": 0,
+        "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0, "am_dilate": 0, "lambda_paste": 0.0,
         "use_ac": True, "use_nc": True, "bidirectional": None,   # None: on when a cycle term is on
         "gan_mode": "lsgan", "pool_size": 50, "domain_b": "healthy", "healthy": "slices",
         "init": "normal", "init_gain": 0.02, "dropout": 0.0,
@@ -45,7 +52,7 @@ class CycleGAN(Translator):
                "domain_b": ("healthy", "mask"), "healthy": ("slices", "twins"), "bidirectional": (None, True, False),
                "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "unet_downs": (1, None), "ndf": (1, None), "pool_size": (0, None),
-              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None),
+              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None), "lambda_paste": (0, None),
               "init_gain": (0, None), "dropout": (0, 0.9)}
 
     def __init__(self, cfg):
@@ -56,6 +63,9 @@ class CycleGAN(Translator):
         if (o["use_ac"] or o["use_nc"]) and not o["bidirectional"]:
             raise OptionError("cycle-consistency (use_ac, use_nc) needs both generators: bidirectional=false "
                               "works only with use_ac=false and use_nc=false")
+        if o["lambda_paste"] and o["domain_b"] != "healthy":
+            raise OptionError(f"lambda_paste pastes lesions over healthy slices: it needs domain_b='healthy', "
+                              f"not {o['domain_b']!r}")
         nets = {"G_AB": self._generator(o["shortcut"]), "D_B": PatchGAN(1, o["ndf"])}
         if o["bidirectional"]:
             nets |= {"G_BA": self._generator(False), "D_A": PatchGAN(1, o["ndf"])}
@@ -112,20 +122,25 @@ class CycleGAN(Translator):
         if o["lambda_am"]:
             mask = L.dilate(batch["A_mask"], o["am_dilate"])     # the lesion's soft border is free to change too
             terms["am"] = o["lambda_am"] * L.anomaly_mask_loss(out["fake_B"], real_a, mask)        # Eq. (2)
+        if o["lambda_paste"]:
+            terms["paste"] = o["lambda_paste"] * L.cycle_loss(out["unpasted"], real_b)               # Eq. (P)
         return terms
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         """All generator outputs of one step. Instance norm works per image, so images that go
         through the same generator are stacked into one batch: G_AB translates A and, for the
-        NC cycle, G_BA(B) in a single call (3 generator calls instead of 4, same results)."""
+        NC cycle, G_BA(B) in a single call (3 generator calls instead of 4, same results), and the
+        pasted lesions of Eq. (P) too."""
         n, o = self.nets, self.opt
         out = {}
         if o["bidirectional"]:
             out["fake_A"] = n["G_BA"](batch["B"])
+        to_g = {"fake_B": batch["A"]}
         if o["use_nc"]:
-            out["fake_B"], out["rec_B"] = n["G_AB"](torch.cat([batch["A"], out["fake_A"]])).chunk(2)
-        else:
-            out["fake_B"] = n["G_AB"](batch["A"])
+            to_g["rec_B"] = out["fake_A"]
+        if o["lambda_paste"]:
+            to_g["unpasted"], out["paste_mask"] = L.paste_lesion(batch["A"], batch["A_mask"], batch["B"])
+        out |= dict(zip(to_g, n["G_AB"](torch.cat(list(to_g.values()))).chunk(len(to_g))))
         if o["use_ac"]:
             out["rec_A"] = n["G_BA"](out["fake_B"])
         return out

@@ -277,8 +277,7 @@ class PHSGAN(Translator):
             to_r = m * inside + (1 - m) * to_r
         out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
         if self.opt["hh_mask"] == "paste":                                                        # Cycle H-H, Eq. (1'')
-            m_h = batch["A_mask"].to(x_h.dtype) * (x_h > -1 + 1e-3).to(x_h.dtype)
-            out["m_h"], out["x_h_lesioned"] = m_h, m_h * x_p + (1 - m_h) * x_h
+            out["x_h_lesioned"], out["m_h"] = L.paste_lesion(x_p, batch["A_mask"], x_h)
         else:                                                                                     # Cycle H-H
             m_h = batch["M"].to(x_h.dtype) if self.opt["hh_mask"] == "other" else torch.zeros_like(x_h)
             out["m_h"], out["x_h_lesioned"] = m_h, self.reconstruct(x_h, m_h)
