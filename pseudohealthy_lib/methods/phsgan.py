@@ -106,7 +106,11 @@ PSNR rose from 16.0 to 16.7 dB, SSIM inside the lesion from 0.23 to 0.26 and hea
 PSNR from 28.2 to 29.1, identity and healthiness unchanged (0.991, 0.991); the largest lesions
 are filled with tissue and ventricles instead of a mottled patch, though a faint grid remains in
 the fill and G's output still averages +0.11 above the truth there. (A generator with six
-residual blocks instead of four, with ``'other'``, did not help: 15.9 dB.)
+residual blocks instead of four, with ``'other'``, did not help: 15.9 dB.) Three seeds of the
+paired recipe with ``'paste'`` on fresh phantoms (``records/floors.jsonl``) reached lesion PSNR
+16.36, 15.81 and 15.63 dB on seed 3031 (floor 15.70) and 16.88, 15.91 and 15.93 on seed 2026
+(floor 16.27): 3 of the 6 meet the floor. Most of the error is a bias: inside the largest lesions
+G's output is +0.05 to +0.10 brighter than the truth on average, with a faint grid.
 
 ``hh_detach=True`` (needs ``hh_mask='other'``) makes R a fixed painter in that cycle: its image
 is detached before G and S, so (1') trains G and S only, and R learns from Cycle P-H alone. Without
