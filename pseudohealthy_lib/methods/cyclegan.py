@@ -139,7 +139,7 @@ class CycleGAN(Translator):
         if o["use_nc"]:
             to_g["rec_B"] = out["fake_A"]
         if o["lambda_paste"]:
-            to_g["unpasted"], out["paste_mask"] = L.paste_lesion(batch["A"], batch["A_mask"], batch["B"])
+            to_g["unpasted"] = L.paste_lesion(batch["A"], batch["A_mask"], batch["B"])[0]
         out |= dict(zip(to_g, n["G_AB"](torch.cat(list(to_g.values()))).chunk(len(to_g))))
         if o["use_ac"]:
             out["rec_A"] = n["G_BA"](out["fake_B"])
