@@ -49,13 +49,19 @@ def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
 
 
-def paste_lesion(lesioned: torch.Tensor, mask: torch.Tensor, healthy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def paste_lesion(lesioned: torch.Tensor, mask: torch.Tensor, healthy: torch.Tensor,
+                 grow: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A real lesion cut out of ``lesioned`` with its ``mask`` and pasted over ``healthy`` (all
     (B, 1, H, W), images in [-1, 1]): the input of a supervised removal task whose answer is
     ``healthy``. The mask is first cut to ``healthy``'s head (pixels above the background -1), so
-    no lesion is pasted into the air. Returns ``(pasted, m)``, ``pasted = m * lesioned + (1 - m) * healthy``."""
-    m = mask.to(healthy.dtype) * (healthy > -1 + 1e-3).to(healthy.dtype)
-    return m * lesioned + (1 - m) * healthy, m
+    no lesion is pasted into the air. ``grow`` > 0 cuts the lesion out with its mask dilated by
+    that many pixels, so that the soft border a lesion leaves just outside its label travels with
+    it. Returns ``(pasted, m)``: ``pasted = m' * lesioned + (1 - m') * healthy`` with ``m'`` the
+    (grown) cut, and ``m`` the lesion's own mask inside the head, the answer for a segmentor."""
+    head = (healthy > -1 + 1e-3).to(healthy.dtype)
+    m = mask.to(healthy.dtype) * head
+    cut = dilate(m, grow) * head
+    return cut * lesioned + (1 - cut) * healthy, m
 
 
 def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

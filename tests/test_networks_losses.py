@@ -124,6 +124,19 @@ def test_paste_lesion_cuts_the_mask_to_the_healthy_head():
     assert torch.equal(L.paste_lesion(lesioned, torch.zeros_like(mask), healthy)[0], healthy)   # no lesion: x_b itself
 
 
+def test_paste_lesion_grow_takes_the_border_but_answers_with_the_lesion_mask():
+    lesioned, healthy = torch.full((1, 1, 7, 7), 0.9), torch.full((1, 1, 7, 7), -0.3)
+    healthy[..., :, 0] = -1                                            # background column
+    mask = torch.zeros(1, 1, 7, 7)
+    mask[..., 3, 3] = 1
+    pasted, m = L.paste_lesion(lesioned, mask, healthy, grow=1)
+    assert torch.equal(m, mask)                                        # S's answer: the lesion itself
+    assert (pasted == 0.9).sum() == 9 and (pasted[..., 2:5, 2:5] == 0.9).all()   # the 3x3 cut went over
+    mask[..., 3, 3], mask[..., 3, 1] = 0, 1                            # next to the background column
+    pasted, _ = L.paste_lesion(lesioned, mask, healthy, grow=1)
+    assert (pasted[..., :, 0] == -1).all() and (pasted == 0.9).sum() == 6     # never into the air
+
+
 def test_cyclegan_paste_term_asks_g_ab_to_give_back_the_healthy_slice():
     """lambda_paste: G_AB's output on a real lesion pasted over x_b is compared with x_b (Eq. P);
     the pasted images go through G_AB in the same call as the others, without changing them."""

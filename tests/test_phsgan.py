@@ -265,6 +265,13 @@ def test_cycle_hh_can_start_from_a_pasted_real_lesion():
     for setting in ("unpaired", "gan"):
         with pytest.raises(OptionError, match="hh_mask='paste'"):
             phs(setting, hh_mask="paste")
+    grown = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="paste", paste_dilate=1)(batch)
+    cut = torch.zeros_like(inside)
+    cut[..., 1:11, 6:11] = 1                                    # widened by 1 pixel, still not into the background
+    assert grown["m_h"].equal(inside)                           # S must find the lesion, not the cut
+    assert grown["x_h_lesioned"].equal(torch.where(cut.bool(), batch["A"], batch["B"]))
+    with pytest.raises(OptionError, match="paste_dilate=2 widens the pasted lesion of hh_mask='paste', not hh_mask='other'"):
+        phs(hh_mask="other", paste_dilate=2)
 
 
 def test_hh_detach_keeps_cycle_hh_from_training_the_painter():

@@ -15,6 +15,9 @@ or lesion masks drawn as images), with the switches the book's chapters need:
 
       L_paste = |G_AB(m * x_a + (1 - m) * x_b) - x_b|_1,   m = x_a's mask inside x_b's head      (P)
 
+  ``paste_dilate`` cuts the lesion out with its mask widened by that many pixels, with the
+  bright border the lesion leaves just outside its label;
+
 * ``healthy``: domain B's healthy slices are the data's lesion-free slices (``'slices'``) or, on
   phantoms, the healthy twins of other subjects' lesion slices (``'twins'``: same anatomical levels);
 * ``init`` and ``dropout``: the reference implementation's N(0, 0.02) initialisation and no
@@ -41,7 +44,7 @@ class CycleGAN(Translator):
     defaults = {
         "generator": "resnet", "ngf": 64, "n_blocks": 9, "unet_downs": 7, "ndf": 64,
         "upsample": "transpose", "shortcut": False,
-        "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0, "am_dilate": 0, "lambda_paste": 0.0,
+        "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0, "am_dilate": 0, "lambda_paste": 0.0, "paste_dilate": 0,
         "use_ac": True, "use_nc": True, "bidirectional": None,   # None: on when a cycle term is on
         "gan_mode": "lsgan", "pool_size": 50, "domain_b": "healthy", "healthy": "slices",
         "init": "normal", "init_gain": 0.02, "dropout": 0.0,
@@ -52,7 +55,7 @@ class CycleGAN(Translator):
                "domain_b": ("healthy", "mask"), "healthy": ("slices", "twins"), "bidirectional": (None, True, False),
                "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "unet_downs": (1, None), "ndf": (1, None), "pool_size": (0, None),
-              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None), "lambda_paste": (0, None),
+              "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None), "lambda_paste": (0, None), "paste_dilate": (0, None),
               "init_gain": (0, None), "dropout": (0, 0.9)}
 
     def __init__(self, cfg):
@@ -139,7 +142,7 @@ class CycleGAN(Translator):
         if o["use_nc"]:
             to_g["rec_B"] = out["fake_A"]
         if o["lambda_paste"]:
-            to_g["unpasted"] = L.paste_lesion(batch["A"], batch["A_mask"], batch["B"])[0]
+            to_g["unpasted"] = L.paste_lesion(batch["A"], batch["A_mask"], batch["B"], o["paste_dilate"])[0]
         out |= dict(zip(to_g, n["G_AB"](torch.cat(list(to_g.values()))).chunk(len(to_g))))
         if o["use_ac"]:
             out["rec_A"] = n["G_BA"](out["fake_B"])
