@@ -63,10 +63,11 @@ RECIPES = {
     # three seeds each, and the paper's two baselines trained as it defines them (no identity or
     # keep term), with the same budget and widths. Cycle H-H starts from a real lesion pasted over
     # the healthy slice in the paired setting, which has the masks to cut one out, and from another
-    # subject's mask in the unpaired one (hh_mask); the paired models keep the image outside their
-    # training mask (keep_map): the recipes the search selected
+    # subject's mask in the unpaired one (hh_mask; the paste is cut with the mask widened by 2
+    # pixels, paste_dilate); the paired models keep the image outside their training mask
+    # (keep_map): the recipes the search selected
     **{phsgan_name(setting, lesion, seed): f"phsgan --preset cpu --variant {setting}"
-       + (" --set keep_map=truth --set hh_mask=paste" if setting == "paired" else " --set hh_mask=other") + _lesion_arg(lesion)
+       + (" --set keep_map=truth --set hh_mask=paste --set paste_dilate=2" if setting == "paired" else " --set hh_mask=other") + _lesion_arg(lesion)
        + (f" --seed {seed}" if seed else "") for lesion in PHSGAN_LESIONS for setting in ("paired", "unpaired") for seed in (0, 1, 2)},
     **{phsgan_name("cgan", lesion): "phsgan --preset cpu --variant conditional-gan --set lambda_id=0 --set lambda_keep=0"
        + _lesion_arg(lesion) for lesion in PHSGAN_LESIONS},
