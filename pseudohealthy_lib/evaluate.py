@@ -749,7 +749,7 @@ def recipe_trials(method: str = "antgan", scores=("psnr_lesion", "ssim_lesion", 
     """The recorded trials of a teaching-recipe search (``pseudohealthy_lib/records/METHOD.jsonl``, written by
     ``scripts/recipe_search.py``) as a pandas table: one row per trial, the settings that differ
     between trials, the minutes of training and the ``scores`` on the selection phantom. Reference
-    rows (doing nothing, inpainting) come first."""
+    rows (doing nothing, inpainting) come first, each from its latest recording."""
     import json
 
     import pandas as pd
@@ -761,7 +761,7 @@ def recipe_trials(method: str = "antgan", scores=("psnr_lesion", "ssim_lesion", 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no recorded recipe search for {method}")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    refs = [r for r in rows if r["name"].startswith("reference")]
+    refs = list({r["name"]: r for r in rows if r["name"].startswith("reference")}.values())   # a re-run replaces
     trials = [r for r in rows if not r["name"].startswith("reference")]
     resolve = get_method(method).resolve_options      # options a trial did not set had their values of its version
     flat = [{"batch_size": r["batch_size"], "lr": r["lr"], "size": r["size"], **resolve(r["options"], r.get("version", 1))}

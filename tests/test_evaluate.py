@@ -467,6 +467,21 @@ def test_recipe_trials_table_of_the_recorded_search():
         E.recipe_trials("no-such-method")
 
 
+def test_recipe_trials_keeps_the_latest_recording_of_a_reference(tmp_path, monkeypatch):
+    import json
+
+    import pseudohealthy_lib.config as C
+    trial = {"name": "t", "steps": 10, "train_seconds": 60, "batch_size": 4, "lr": 1e-3, "size": 64, "options": {},
+             "psnr_lesion": 12.0}
+    rows = [{"name": "reference: do nothing", "psnr_lesion": 9.0}, trial,
+            {"name": "reference: do nothing", "psnr_lesion": 9.5, "bias_lesion": 0.3}]
+    (tmp_path / "antgan.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(C, "RECORDS_DIR", tmp_path)
+    t = E.recipe_trials("antgan", scores=("psnr_lesion", "bias_lesion"))
+    assert list(t.index) == ["do nothing", "t"]                           # one row per reference ...
+    assert t.loc["do nothing", "psnr_lesion"] == 9.5 and t.loc["do nothing", "bias_lesion"] == 0.3   # ... the latest
+
+
 def test_check_floors_says_no_to_doing_nothing_and_yes_to_a_good_model():
     nothing = {"psnr_lesion": 10.0, "ssim_lesion": 0.25, "psnr_tissue": float("inf"), "dice_max": 0.07,
                "healthiness": 0.02}
