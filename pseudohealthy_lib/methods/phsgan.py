@@ -108,7 +108,9 @@ The classical inpainting given the true mask has the same bias (+0.09 inside the
 selection phantom), for the same reason. In the recorded trial ``paste_dilate=2`` raised lesion
 PSNR from 16.7 to 17.5 dB and cut the bias inside the lesion from +0.11 to +0.08 (identity 0.991,
 healthiness 0.995); ``block_hiding`` with the paste instead left the bias as it was (+0.11,
-16.4 dB): the bias is not a hidden lesion.
+16.4 dB): the bias is not a hidden lesion. Two seeds of the paired recipe with it reached 17.31
+and 15.84 dB on the fresh phantom of seed 3031 (floor 15.70) and 17.35 and 16.10 on seed 2026
+(floor 16.27, ``records/floors.jsonl``): the spread between seeds is now larger than the gain.
 
 In the recorded trial (the paired recipe with ``hh_mask='paste'`` in place of ``'other'``) lesion
 PSNR rose from 16.0 to 16.7 dB, SSIM inside the lesion from 0.23 to 0.26 and healthy-tissue
