@@ -62,10 +62,10 @@ RECIPES = {
     # PHS-GAN's Table 1 (chapter 6) on the glioma and the stroke phantom: the proposed settings with
     # three seeds each, and the paper's two baselines trained as it defines them (no identity or
     # keep term), with the same budget and widths. Cycle H-H starts from a real lesion pasted over
-    # the healthy slice in the paired setting, which has the masks to cut one out, and from another
-    # subject's mask in the unpaired one (hh_mask; the paste is cut with the mask widened by 2
-    # pixels, paste_dilate); the paired models keep the image outside their training mask
-    # (keep_map): the recipes the search selected
+    # the healthy slice in the paired setting, which has the masks to cut one out (cut with the mask
+    # widened by 2 pixels: paste_dilate), and from another subject's mask in the unpaired one
+    # (hh_mask); the paired models keep the image outside their training mask (keep_map): the
+    # recipes the search selected
     **{phsgan_name(setting, lesion, seed): f"phsgan --preset cpu --variant {setting}"
        + (" --set keep_map=truth --set hh_mask=paste --set paste_dilate=2" if setting == "paired" else " --set hh_mask=other") + _lesion_arg(lesion)
        + (f" --seed {seed}" if seed else "") for lesion in PHSGAN_LESIONS for setting in ("paired", "unpaired") for seed in (0, 1, 2)},

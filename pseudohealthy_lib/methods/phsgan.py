@@ -101,17 +101,6 @@ then learns from Cycle P-H alone, as with ``hh_detach``::
 
     x_h' = m * x_p + (1 - m) * x_h,   m = m_p * [x_h is not background];   (1') on x_h'       (1'')
 
-``paste_dilate`` cuts the lesion out with m_p widened by that many pixels (S must still find m_p
-itself): a lesion brightens a thin border just outside its label, and a paste without it never
-shows G that border, which on a real lesion then reads as bright tissue to fill in from.
-The classical inpainting given the true mask has the same bias (+0.09 inside the lesion on the
-selection phantom), for the same reason. In the recorded trial ``paste_dilate=2`` raised lesion
-PSNR from 16.7 to 17.5 dB and cut the bias inside the lesion from +0.11 to +0.08 (identity 0.991,
-healthiness 0.995); ``block_hiding`` with the paste instead left the bias as it was (+0.11,
-16.4 dB): the bias is not a hidden lesion. Two seeds of the paired recipe with it reached 17.31
-and 15.84 dB on the fresh phantom of seed 3031 (floor 15.70) and 17.35 and 16.10 on seed 2026
-(floor 16.27, ``records/floors.jsonl``): the spread between seeds is now larger than the gain.
-
 In the recorded trial (the paired recipe with ``hh_mask='paste'`` in place of ``'other'``) lesion
 PSNR rose from 16.0 to 16.7 dB, SSIM inside the lesion from 0.23 to 0.26 and healthy-tissue
 PSNR from 28.2 to 29.1, identity and healthiness unchanged (0.991, 0.991); the largest lesions
@@ -122,6 +111,18 @@ paired recipe with ``'paste'`` on fresh phantoms (``records/floors.jsonl``) reac
 16.36, 15.81 and 15.63 dB on seed 3031 (floor 15.70) and 16.88, 15.91 and 15.93 on seed 2026
 (floor 16.27): 3 of the 6 meet the floor. Most of the error is a bias: inside the largest lesions
 G's output is +0.05 to +0.10 brighter than the truth on average, with a faint grid.
+
+``paste_dilate`` cuts the lesion out with m_p widened by that many pixels (S must still find m_p
+itself): a lesion brightens a thin border just outside its label, and a paste without it never
+shows G that border, which on a real lesion then reads as bright tissue to fill in from.
+The classical inpainting given the true mask has the same bias (+0.09 inside the lesion on the
+selection phantom), for the same reason. In the recorded trial ``paste_dilate=2`` raised lesion
+PSNR from 16.7 to 17.5 dB and cut the bias inside the lesion from +0.11 to +0.08 (identity 0.991,
+healthiness 0.995); ``block_hiding`` with the paste instead left the bias as it was (+0.11,
+16.4 dB): the bias is not a hidden lesion. Two seeds of the paired recipe with it reached 17.31
+and 15.84 dB on the fresh phantom of seed 3031 (floor 15.70) and 17.35 and 16.10 on seed 2026
+(floor 16.27, ``records/floors.jsonl``): the two seeds differ by 1.3 to 1.5 dB, more than the
+widened cut gained on the selection phantom (0.8 dB).
 
 ``hh_detach=True`` (needs ``hh_mask='other'``) makes R a fixed painter in that cycle: its image
 is detached before G and S, so (1') trains G and S only, and R learns from Cycle P-H alone. Without
