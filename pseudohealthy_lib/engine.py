@@ -12,6 +12,8 @@ The engine does everything else, the same way for all, and knows no method by na
   schedule, further batches within a step, autocast, backward (scaled under fp16), optimiser
   updates with optional gradient clipping;
 * patient-level k-fold cross-validation chosen at training time (``folds``, ``fold``);
+* an optional exponential moving average of the exported networks' weights (``ema``), which is
+  what is validated, evaluated and shipped;
 * a validation hook that keeps the best checkpoint; a progress bar with live losses; a loss
   history appended to ``history.jsonl`` (one row per ``log_every`` steps, the mean of each loss);
   sample images; atomic checkpoints;
@@ -55,8 +57,8 @@ MANIFEST = "manifest.json"
 #: extended (or cut short), and its schedule and stages then follow the new total from the
 #: current step on (after a finished decay, extending starts the learning rate again from the new
 #: schedule's value at that step)
-RESUME_KEYS = ("size", "batch_size", "seed", "lr", "beta1", "beta2", "decay_from", "data", "data_seed", "lesion", "subjects",
-               "amp", "folds", "fold", "clip_grad", "options")
+RESUME_KEYS = ("size", "batch_size", "seed", "lr", "beta1", "beta2", "decay_from", "data", "data_seed", "lesion", "modality", "subjects",
+               "amp", "folds", "fold", "clip_grad", "ema", "options")
 #: the version of saved configs; configs without one were saved by version 1 (before options
 #: such as ``init`` existed; see ``Method.before``)
 CONFIG_VERSION = 2
@@ -84,6 +86,7 @@ class TrainConfig:
     subjects: int | None = None    # phantom subjects for the default data (None: library default)
     data_seed: int = 0             # seed of the default phantom (another seed = other subjects)
     lesion: str = "glioma"         # lesion of the default phantom: glioma (BraTS-like) | stroke (ISLES-like)
+    modality: str = "flair"        # MR contrast of the default phantom: flair | t1 | t1ce | t2
     amp: str = "auto"              # auto | bf16 | fp16 | off
     channels_last: str = "auto"    # auto (on for CUDA) | on | off
     compile: bool = False
@@ -92,6 +95,7 @@ class TrainConfig:
     ckpt_every: int = 200
     val_every: int = 0             # 0: never; else validate (method.validate) every so many steps
     clip_grad: float = 0.0         # 0: off; else clip each optimiser's gradient norm to this
+    ema: float = 0.0               # 0: off; else the decay of a moving average of the exported weights
     folds: int = 0                 # 0: the prepared file's split; k >= 2: patient-level k-fold ...
     fold: int = 0                  # ... and this fold is the test split (see PreparedSlices.with_folds)
     version: int = CONFIG_VERSION
@@ -120,12 +124,13 @@ class TrainConfig:
                             ("beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
                             ("beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
                             ("decay_from", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-                            ("clip_grad", lambda v: v >= 0, "a number of at least 0 (0: no clipping)")):
+                            ("clip_grad", lambda v: v >= 0, "a number of at least 0 (0: no clipping)"),
+                            ("ema", lambda v: 0 <= v < 1, "a decay in [0, 1) (0: no weight average)")):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
                 raise OptionError(f"{k} must be {what}, got {v!r}")
         for k, allowed in (("amp", ("auto", "bf16", "fp16", "off")), ("channels_last", ("auto", "on", "off")),
-                           ("lesion", ("glioma", "stroke"))):
+                           ("lesion", ("glioma", "stroke")), ("modality", ("flair", "t1", "t1ce", "t2"))):
             if getattr(self, k) not in allowed:
                 raise OptionError(f"{k} must be one of {', '.join(allowed)}, got {getattr(self, k)!r}")
         if not isinstance(self.options, dict):
@@ -369,6 +374,10 @@ class Trainer:
         self.step, self.history, self.wall = 0, [], 0.0
         self.best = None                                 # {"step", "score"} of best.pt
         self.saved_step = None                           # step of the last checkpoint written or loaded
+        self.average = None                              # name -> state dict: the weight average (ema)
+        if cfg.ema:
+            self.average = {k: {p: t.detach().clone() for p, t in self.method.nets[k].state_dict().items()}
+                            for k in self.method.exported()}
         self._perm = (-1, None)                          # (epoch, permutation) of the data order
         if self.rank == 0:
             remove_stale_temps(self.out)                 # what a killed run was writing
@@ -456,6 +465,8 @@ class Trainer:
             losses = self.method.training_step(batch, ctx)
             for s in self.schedulers.values():
                 s.step()
+            if self.average is not None:
+                self._update_average()
             self.step += 1
             pending.append((self.step, losses))          # tensors: no device sync in the hot loop
             save = self.step % self.cfg.ckpt_every == 0 or self.step == end
@@ -471,6 +482,34 @@ class Trainer:
                 self.wall += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 self.save()
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """One step of the weight average: avg <- d avg + (1 - d) w, with d = ``ema``, lowered early on
+        to (1 + step) / (10 + step) so that the random initial weights fade quickly."""
+        d = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        for k, avg in self.average.items():
+            for p, t in self.method.nets[k].state_dict().items():
+                avg[p].lerp_(t, 1 - d) if t.is_floating_point() else avg[p].copy_(t)
+
+    @torch.no_grad()
+    def swap_average(self) -> None:
+        """Exchange the exported networks' weights with their moving average (``ema``; nothing without
+        it). Swapping twice restores the training weights; :meth:`averaged` does it around a block."""
+        for k, avg in (self.average or {}).items():
+            for p, t in self.method.nets[k].state_dict().items():      # tensors sharing the weights' storage
+                live = t.clone()
+                t.copy_(avg[p])
+                avg[p].copy_(live)
+
+    @contextlib.contextmanager
+    def averaged(self):
+        """Inside this block the method's exported networks hold the weight average (with ``ema``)."""
+        self.swap_average()
+        try:
+            yield self.method
+        finally:
+            self.swap_average()
 
     def _flush(self, pending: list) -> dict:
         """Turn the pending per-step losses into one history row (the mean of each loss over the
@@ -525,7 +564,7 @@ class Trainer:
         """Run the method's validation, log it (keys ``val_*``) and keep the best checkpoint."""
         self.method.eval()
         try:
-            with torch.no_grad(), StepContext(self.device, self.dtype, {}).autocast():
+            with torch.no_grad(), StepContext(self.device, self.dtype, {}).autocast(), self.averaged():
                 scores = self.method.validate(self.data, "val")
         finally:
             self.method.train()
@@ -539,7 +578,7 @@ class Trainer:
         if math.isfinite(score) and (self.best is None or score > self.best["score"]):
             self.best = {"step": self.step, "score": score, "metric": key}
             if self.rank == 0:
-                with atomic_path(self.out / BEST) as tmp:
+                with atomic_path(self.out / BEST) as tmp, self.averaged():
                     torch.save({"config": self.cfg.to_dict(), "best": self.best,
                                 "nets": {k: v.state_dict() for k, v in self.method.nets.items()}}, tmp)
 
@@ -558,7 +597,7 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "extra": self.method.extra_state(),
+            "extra": self.method.extra_state(), "average": self.average,
             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "history_rows": len(self.history), "best": self.best, "precision": str(self.dtype),
@@ -650,6 +689,11 @@ class Trainer:
                                     f"at {s['step']}")
                 extra = mine["extra"]
             self.method.load_extra_state(extra)
+            if self.average is not None:
+                load_nets(self.method, s["average"], f"{path} (its weight average)", list(self.average))
+                self.average = {k: {p: t.detach().clone() for p, t in self.method.nets[k].state_dict().items()}
+                                for k in self.average}
+                load_nets(self.method, s["nets"], path)
             torch.set_rng_state(s["rng"]["torch"].cpu())
             random.setstate((3, tuple(s["rng"]["python"]), None))
             if s["rng"]["cuda"]:
@@ -669,7 +713,7 @@ class Trainer:
         import matplotlib.pyplot as plt
 
         self.method.eval()
-        with torch.no_grad(), StepContext(self.device, self.dtype, {}).autocast():
+        with torch.no_grad(), StepContext(self.device, self.dtype, {}).autocast(), self.averaged():
             imgs = self.method.samples(batch)
         self.method.train()
         n = min(4, len(next(iter(imgs.values()))))

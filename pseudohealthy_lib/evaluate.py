@@ -693,7 +693,7 @@ def manifest_metrics(model, data, device="cpu") -> dict:
     test split of ``data`` (translators judged by the zoo's judge of their phantom's lesion,
     :func:`~pseudohealthy_lib.zoo.judge_name`, when it is there), as JSON, without the per-metric
     uncertainty."""
-    name = zoo.judge_name(model.cfg.lesion) if getattr(model, "pseudo_healthy", False) else None
+    name = zoo.judge_name(model.cfg.lesion, model.cfg.modality) if getattr(model, "pseudo_healthy", False) else None
     judge = zoo.load_pretrained(name, device) if name in zoo.available() else None
     res = to_json(evaluate(model, data, "test", segmentor=judge))
     res.pop("uncertainty", None)

@@ -85,26 +85,57 @@ def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6,
     return (1 - (2 * inter + eps) / (denom + eps)).mean()
 
 
-def segmentation_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of a segmentor. One logit channel: binary (sigmoid) with a 0/1 mask;
-    several channels: softmax over classes with an integer (B, H, W) or (B, 1, H, W) target."""
-    if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits, target.float())
-    if target.dim() == logits.dim():
-        target = target[:, 0]
-    return F.cross_entropy(logits, target.long())
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, lambda_dice: float = 0.0,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of a segmentor's ``logits`` against a 0/1 ``target`` (B, 1, H, W), plus
+    ``lambda_dice`` times the soft Dice loss of its lesion probability, per image, then averaged
+    over the batch (or weighted by ``weight`` (B,): images of weight 0 do not count).
 
-
-def confidence_loss(logits: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
-    """SMILE Eqs. (4)-(5): cross-entropy of the segmentor against its own confident pixels.
-
-    Pseudo-label P_L = 1 where the predicted lesion probability exceeds ``threshold`` (epsilon),
-    else 0; the loss pushes the segmentor to be more certain on unlabelled images. Binary
-    (one logit channel) or softmax (lesion = channel 1) segmentors.
+    One logit channel: binary (sigmoid); several: softmax over classes, the lesion being class 1
+    (an integer target (B, H, W) works too).
     """
+    if logits.shape[1] == 1:
+        ce = F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none").flatten(1).mean(1)
+        prob = torch.sigmoid(logits)
+    else:
+        labels = (target[:, 0] if target.dim() == logits.dim() else target).long()
+        ce = F.cross_entropy(logits, labels, reduction="none").flatten(1).mean(1)
+        prob = logits.softmax(1)[:, 1:2]
+    if lambda_dice:
+        t = target.float().reshape(prob.shape)
+        inter, denom = (prob * t).flatten(1).sum(1), (prob + t).flatten(1).sum(1)
+        ce = ce + lambda_dice * (1 - (2 * inter + 1e-6) / (denom + 1e-6))
+    if weight is None:
+        return ce.mean()
+    return (ce * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def pseudo_labels(logits: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+    """SMILE Eq. (4): P_L = 1 where the segmentor's lesion probability exceeds ``threshold``
+    (epsilon), else 0; (B, 1, H, W), without gradient. Binary or softmax (lesion = channel 1) logits."""
     with torch.no_grad():
         p = torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(1)[:, 1:2]
-        pseudo = (p > threshold).float()
-    if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits, pseudo)
-    return F.cross_entropy(logits, pseudo[:, 0].long())
+        return (p > threshold).float()
+
+
+def confidence_loss(logits: torch.Tensor, threshold: float = 0.9, weight: torch.Tensor | None = None,
+                    lambda_dice: float = 0.0) -> torch.Tensor:
+    """SMILE Eq. (5): the segmentor's loss against its own confident pixels (Eq. 4), which pushes
+    it to be surer of them on unlabelled images; ``weight`` and ``lambda_dice`` as in
+    :func:`segmentation_loss`."""
+    return segmentation_loss(logits, pseudo_labels(logits, threshold), lambda_dice, weight)
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al.): the mean over the batch of (|grad D(x^)|_2 - 1)^2 at random
+    points x^ = e * real + (1 - e) * fake between the two batches, e ~ U(0, 1) per image.
+
+    A critic that outputs a map of patch scores is read as their mean, D(x) = mean(critic(x)).
+    Computed in float32 (outside autocast); it keeps the graph, so it trains the critic.
+    """
+    e = torch.rand(len(real), *[1] * (real.dim() - 1), device=real.device)
+    between = (e * real.detach().float() + (1 - e) * fake.detach().float()).requires_grad_(True)
+    with torch.autocast(real.device.type, enabled=False):
+        score = critic(between).flatten(1).mean(1)
+        grad, = torch.autograd.grad(score.sum(), between, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

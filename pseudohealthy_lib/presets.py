@@ -77,6 +77,15 @@ METHOD_PRESETS = {
     # the mask is widened by 1 pixel of 64, 2 of the data's 128, as the classical inpainting's
     ("diffusion", "cpu"): {"steps": 5000, "batch_size": 16, "lr": 2e-4, "ckpt_every": 1000,
                            "options": {"healthy": "twins", "work_size": 64, "mask_dilate": 1}},
+    # SMILE (Sec. 4.4): Adam at 1e-4 (its default betas), batch 8, 10 epochs per stage; four stages
+    # of ~20,000 BraTS slices at batch 8 is our estimate of the steps (the paper gives epochs)
+    ("smile", "paper"): {"steps": 100000, "batch_size": 8, "lr": 1e-4, "beta1": 0.9, "size": 256, "decay_from": 1.0,
+                         "options": {"ngf": 64, "s_ngf": 64, "unet_downs": 8}},
+    # VA-GAN (the authors' code): Adam at 1e-3 with beta1 0 and beta2 0.9, batch 32, 5 critic
+    # updates per generator step (100 at first and every 100th), no learning-rate decay
+    ("vagan", "paper"): {"steps": 100000, "batch_size": 32, "lr": 1e-3, "beta1": 0.0, "beta2": 0.9, "decay_from": 1.0},
+    ("vagan", "colab"): {"beta1": 0.0, "beta2": 0.9},
+    ("vagan", "fast"): {"beta1": 0.0, "beta2": 0.9, "options": {"n_critic": 1, "n_critic_long": 2, "long_first": 1}},
     # the healthiness judge f_pre: a narrow U-Net trained long at a segmentation learning rate
     ("segmentor", "cpu"): {"steps": 8000, "batch_size": 8, "lr": 1e-3, "ckpt_every": 1000,
                            "options": {"ngf": 16, **_TORCH_INIT}},
@@ -153,8 +162,8 @@ def method_options(method, variant: str | None, sets: list[str] | None) -> dict:
 
 
 #: ``train`` arguments that override a preset's setting of the same name
-TRAIN_SETTINGS = ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed", "lesion", "folds",
-                  "fold", "val_every", "clip_grad")
+TRAIN_SETTINGS = ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed", "lesion", "modality", "folds",
+                  "fold", "val_every", "clip_grad", "ema")
 
 
 def add_train_arguments(p) -> None:
@@ -172,6 +181,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--data-seed", type=arg_at_least(0), default=None, help="seed of the default phantom (default 0)")
     p.add_argument("--lesion", choices=["glioma", "stroke"], default=None,
                    help="lesion of the default phantom data (default glioma)")
+    p.add_argument("--modality", choices=["flair", "t1", "t1ce", "t2"], default=None,
+                   help="MR contrast of the default phantom data (default flair)")
     p.add_argument("--seed", type=arg_at_least(0), default=None)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--folds", type=arg_at_least(2), default=None,
@@ -180,6 +191,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--val-every", type=arg_at_least(0), default=None,
                    help="validate every N steps and keep the best weights in OUT/best.pt (methods with validate())")
     p.add_argument("--clip-grad", type=arg_number(0, strict=False), default=None, help="clip gradient norms (0: off)")
+    p.add_argument("--ema", type=arg_number(0, strict=False), default=None,
+                   help="keep a moving average of the weights with this decay, e.g. 0.999, and ship it (0: off)")
     p.add_argument("--out", default=None, help="run folder (default runs/METHOD-PRESET)")
     p.add_argument("--variant", default=None,
                    help="named option set of methods that have them: ANT-GAN's ablation (gan, gan+ac, ..., antgan)")
@@ -193,7 +206,8 @@ def train_config(a) -> TrainConfig:
     from .methods import get_method
 
     if a.data is not None:
-        unused = [f"--{k.replace('_', '-')}" for k in ("size", "subjects", "data_seed", "lesion") if getattr(a, k) is not None]
+        unused = [f"--{k.replace('_', '-')}" for k in ("size", "subjects", "data_seed", "lesion", "modality")
+                  if getattr(a, k) is not None]
         if unused:
             raise OptionError(f"{', '.join(unused)} choose{'s' if len(unused) == 1 else ''} the default phantom data; "
                               f"with --data {a.data} the prepared file decides")

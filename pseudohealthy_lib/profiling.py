@@ -39,8 +39,8 @@ def training_cost(cfg: TrainConfig, steps: int = 3) -> dict:
     dev = pick_device()
     method = get_method(cfg.method)(cfg).to(dev)
     dtype = pick_precision(dev, cfg.amp)
-    ctx = StepContext(dev, dtype, method.optimizers())
     batch = method.example_batch(cfg.batch_size, cfg.size, dev)
+    ctx = StepContext(dev, dtype, method.optimizers(), draw=lambda step, draw: batch)   # further batches: the same
     act = activation_bytes(lambda: method.training_step(batch, ctx))      # also the warm-up
     if dev.type == "cuda":
         torch.cuda.synchronize()

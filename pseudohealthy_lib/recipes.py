@@ -17,6 +17,7 @@ from pathlib import Path
 from . import zoo
 from .config import runs_dir, truthy, zoo_dir
 from .data import default
+from .data.phantom import MODALITIES
 from .engine import TrainConfig, Trainer
 from .evaluate import manifest_metrics
 from .methods import get_method
@@ -106,8 +107,9 @@ def train_and_export(cfg: TrainConfig, out: str | Path, export: str | None = Non
         print(f"{cfg.method} ({cfg.preset}): step {start} -> {trainer.step} in {out}, "
               f"{trainer.wall:.0f} s of training in total", flush=True)
         if export:
-            metrics = manifest_metrics(trainer.method, trainer.data, trainer.device)
-            d = zoo.export_model(trainer, export, metrics, command=command)
+            with trainer.averaged():                 # the weight average, if the run keeps one (ema)
+                metrics = manifest_metrics(trainer.method, trainer.data, trainer.device)
+                d = zoo.export_model(trainer, export, metrics, command=command)
             print(f"exported to {d}: {metrics}", flush=True)
     return trainer
 
@@ -126,9 +128,10 @@ def ensure(*names: str, train: bool | None = None) -> None:
         return
     if not _training_allowed(train):
         raise zoo.ZooMissing(zoo.missing_message(missing))
-    judges = set(zoo.JUDGES.values())
+    judges = {zoo.judge_name(lesion, m) for lesion in zoo.JUDGES for m in MODALITIES}    # every contrast's
     for name in [n for n in missing if n not in judges and n in RECIPES]:      # each translator's judge first
-        judge = zoo.judge_name(recipe_config(name).lesion)
+        cfg = recipe_config(name)
+        judge = zoo.judge_name(cfg.lesion, cfg.modality)
         if judge not in zoo.available() and judge not in missing:
             missing.insert(0, judge)
     for name in sorted(missing, key=lambda n: n not in judges):
@@ -167,6 +170,7 @@ def load_or_train(name: str, cfg: TrainConfig, out: str | Path | None = None, tr
     print(f"{name} is not in the zoo ({zoo_dir()}): training it now into {out}", flush=True)
     trainer = Trainer(cfg, out, method=get_method(cfg.method))
     trainer.fit()
+    trainer.swap_average()                           # the weight average, if the run keeps one (ema)
     trainer.method.eval()
     trainer.method.manifest = None
     return trainer.method

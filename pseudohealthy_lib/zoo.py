@@ -31,11 +31,13 @@ SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric
 JUDGES = {"glioma": SEGMENTOR, "stroke": "segmentor-stroke"}
 
 
-def judge_name(lesion: str) -> str:
-    """The zoo judge of translators trained on the phantom with ``lesion`` (:data:`JUDGES`)."""
+def judge_name(lesion: str, modality: str = "flair") -> str:
+    """The zoo judge of translators trained on the phantom with ``lesion``, in ``modality``:
+    :data:`JUDGES` for FLAIR, that name with ``-MODALITY`` appended for another contrast (a judge
+    must read the contrast it judges; e.g. ``segmentor-phantom-t2``)."""
     if lesion not in JUDGES:
         raise ValueError(f"no healthiness judge for lesion {lesion!r}; known: {', '.join(JUDGES)}")
-    return JUDGES[lesion]
+    return JUDGES[lesion] if modality == "flair" else f"{JUDGES[lesion]}-{modality}"
 
 
 class ZooMissing(DataError):
@@ -86,7 +88,8 @@ def training_facts(name: str) -> dict:
 
 def export_model(trainer: Trainer, name: str, metrics: dict | None = None, command: str | None = None) -> Path:
     """Write the trainer's inference networks (fp16) and a manifest to ``zoo_dir()/name``;
-    ``command`` is the command line that trained it (default: this process's arguments)."""
+    ``command`` is the command line that trained it (default: this process's arguments).
+    With ``ema`` call it inside ``trainer.averaged()``: the zoo ships the weight average."""
     d = zoo_dir() / name
     m = trainer.method
     weights = {k: {p: t.detach().to("cpu", torch.float16) if t.is_floating_point() else t.cpu()
@@ -153,6 +156,8 @@ def load_model(spec, device: str | torch.device = "cpu"):
         s = read_checkpoint(path)
         method = from_config(s["config"], path)
         load_nets(method, s["nets"], path)
+        if s.get("average"):                              # a run with ema: its weight average is the model
+            load_nets(method, s["average"], f"{path} (its weight average)", list(s["average"]))
         method.manifest = None
         return method.to(device).eval()
     if str(spec) in available():

@@ -36,17 +36,20 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--subjects", type=int, default=20)
     ap.add_argument("--floors", choices=sorted(FLOOR_SETS), default="antgan")
     ap.add_argument("--lesion", choices=["glioma", "stroke"], default="glioma")
+    ap.add_argument("--modality", choices=["flair", "t1", "t1ce", "t2"], default="flair")
     ap.add_argument("--judge", default=None, help="zoo segmentor that judges healthiness (default: the zoo's judge of --lesion)")
     a = ap.parse_args(argv)
     FLOORS = FLOOR_SETS[a.floors]
-    judge = load_model(a.judge or zoo.judge_name(a.lesion))
-    data = load_prepared(default.phantom_dataset(a.subjects, a.lesion, seed=a.seed))
+    judge = load_model(a.judge or zoo.judge_name(a.lesion, a.modality))
+    data = load_prepared(default.phantom_dataset(a.subjects, a.lesion, seed=a.seed, modality=a.modality))
     refs = compute_references(data, "all", judge)
     nothing = refs["do nothing"]
     rows = []
     for spec in a.models:
         res = evaluate(load_model(spec), data, "all", segmentor=judge)
-        row = {"model": spec, "phantom": {"seed": a.seed, "subjects": a.subjects, "lesion": a.lesion},
+        phantom = {"seed": a.seed, "subjects": a.subjects, "lesion": a.lesion} | ({"modality": a.modality}
+                                                                                   if a.modality != "flair" else {})
+        row = {"model": spec, "phantom": phantom,
                "floors": a.floors, "git_commit": git_commit(),
                "judge": res.get("judge"), "do_nothing": {k: nothing[k] for k in FLOORS if k in nothing},
                # a yardstick, not a floor: the classical inpainting handed the true mask

@@ -4,7 +4,7 @@
     python scripts/recipe_search.py --references [METHOD]   # rows for doing nothing and inpainting
     python scripts/recipe_search.py --score RUN NAME  # score a finished run folder (e.g. a preset's run)
 
-KEY is a training setting (``batch_size``, ``lr``, ``size``, ``beta1``, ``decay_from``, ``lesion``), ``method``
+KEY is a training setting (``batch_size``, ``lr``, ``size``, ``beta1``, ``decay_from``, ``lesion``, ``modality``, ``ema``), ``method``
 (default ``antgan``) or a method option (``ngf``, ``n_blocks``, ``ndf``, ``lambda_am``,
 ``lambda_cc``, ``healthy``, ``am_dilate``, ``use_ac``, ...). The trial starts from the ``cpu``
 preset of the method with its :data:`BASE` options (ANT-GAN: ``ngf=16 n_blocks=4 ndf=32
@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pseudohealthy_lib import presets                                    # noqa: E402
+from pseudohealthy_lib import presets, zoo                                    # noqa: E402
 from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
 from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, git_commit, hardware, read_checkpoint  # noqa: E402
 from pseudohealthy_lib.evaluate import compute_references, evaluate, load_model   # noqa: E402
@@ -33,7 +33,7 @@ from pseudohealthy_lib.methods import get_method                          # noqa
 from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
 
 SELECTION_SEED, SELECTION_SUBJECTS = 7, 20
-TOP = ("batch_size", "lr", "size", "beta1", "decay_from", "lesion")
+TOP = ("batch_size", "lr", "size", "beta1", "beta2", "decay_from", "lesion", "modality", "ema")
 #: the starting options of a trial, per method (a trial's KEY=VALUE pairs override them)
 BASE = {"antgan": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 100.0},
         "phsgan": {"ngf": 16, "n_blocks": 4, "ndf": 16, "s_ngf": 8}}
@@ -62,6 +62,7 @@ def main(argv: list[str]) -> dict:
                          options=opts, **top)
     trainer = Trainer(cfg, REPO / "runs" / "recipe-search" / name, method=get_method(cfg.method))     # a finished run is only scored
     trainer.fit()
+    trainer.swap_average()                            # score the weight average, if the trial keeps one
     return append(method, score(name, trainer.method, cfg, trainer.wall))
 
 
@@ -69,9 +70,10 @@ def score(name: str, model, cfg, seconds: float) -> dict:
     """The row of one trained trial: its settings, time and scores on the selection phantom.
     (A model that should work on smaller images than the book's says so itself, e.g. the
     diffusion model's ``work_size``, so the data and the scores stay at the book's size.)"""
-    res = evaluate(model, selection_data(cfg.size, cfg.lesion), split="all", segmentor=load_model("segmentor-phantom"))
+    res = evaluate(model, selection_data(cfg.size, cfg.lesion, cfg.modality), split="all",
+                   segmentor=load_model(zoo.judge_name(cfg.lesion, cfg.modality)))
     return {"name": name, "method": cfg.method, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "size": cfg.size, "lesion": cfg.lesion, "options": cfg.options, "version": cfg.version, "train_seconds": round(seconds),
+            "size": cfg.size, "lesion": cfg.lesion, **({"modality": cfg.modality} if cfg.modality != "flair" else {}), "options": cfg.options, "version": cfg.version, "train_seconds": round(seconds),
             "selection_phantom": {"seed": SELECTION_SEED, "subjects": SELECTION_SUBJECTS},
             "hardware": hardware(), "git_commit": git_commit(),
             **{k: res[k] for k in KEYS if isinstance(res.get(k), (int, float))}}
@@ -86,8 +88,8 @@ def score_run(run: str, name: str) -> dict:
     return append(cfg.method, score(name, load_model(run), cfg, state["wall_seconds"]))
 
 
-def selection_data(size: int = 128, lesion: str = "glioma"):
-    return load_prepared(default.phantom_dataset(SELECTION_SUBJECTS, lesion, seed=SELECTION_SEED, size=size))
+def selection_data(size: int = 128, lesion: str = "glioma", modality: str = "flair"):
+    return load_prepared(default.phantom_dataset(SELECTION_SUBJECTS, lesion, seed=SELECTION_SEED, size=size, modality=modality))
 
 
 def references(method: str = "antgan") -> None:

@@ -33,6 +33,36 @@ def test_resume_gives_exactly_the_same_losses(tiny_prepared, tmp_path, method, o
     assert resumed.fit() == straight                      # same losses at every step, bit for bit
 
 
+def test_weight_average_is_the_moving_average_and_resumes_exactly(tiny_prepared, tmp_path):
+    """``ema``: after every step avg <- d avg + (1 - d) w with d = min(ema, (1 + step) / (10 + step));
+    the training weights are untouched by it, and an interrupted run resumes to the same average."""
+    cfg = tiny_cfg(tiny_prepared, ema=0.9, ckpt_every=3, lr=1e-2)
+    t = trainer(cfg, tmp_path / "a", progress=False)
+    name = t.method.exported()[0]
+    weights = lambda: {p: v.clone() for p, v in t.method.nets[name].state_dict().items()}   # noqa: E731
+    expected = weights()
+    for step in range(6):
+        t.fit(steps=step + 1)
+        d = min(0.9, (1 + step) / (10 + step))
+        live = weights()
+        expected = {p: d * expected[p] + (1 - d) * live[p] for p in live}
+        assert all(torch.allclose(t.average[name][p], expected[p], atol=1e-6) for p in live)
+    assert any(not torch.allclose(expected[p], live[p], atol=1e-3) for p in live)   # an average, not the weights
+    with t.averaged() as m:                                # the average inside, the training weights after
+        inside = {p: v.clone() for p, v in m.nets[name].state_dict().items()}
+    assert all(torch.allclose(inside[p], expected[p], atol=1e-6) for p in inside)
+    assert all(torch.equal(v, live[p]) for p, v in weights().items())
+    resumed = trainer(cfg, tmp_path / "b", progress=False)
+    resumed.fit(steps=3)
+    resumed = trainer(cfg, tmp_path / "b", progress=False)
+    resumed.fit()
+    assert all(torch.equal(resumed.average[name][p], t.average[name][p]) for p in live)
+    model = zoo.load_model(tmp_path / "b")                 # a run folder loads as its average
+    assert all(torch.allclose(v, expected[p], atol=1e-6) for p, v in model.nets[name].state_dict().items())
+    with pytest.raises(ValueError, match=r"ema must be a decay in \[0, 1\)"):
+        tiny_cfg(tiny_prepared, ema=1.0).check()
+
+
 def test_training_reduces_the_loss(tiny_prepared, tmp_path):
     cfg = tiny_cfg(tiny_prepared, steps=40, options={"ngf": 16})
     h = trainer(cfg, tmp_path, progress=False).fit()
@@ -115,6 +145,23 @@ def test_cli_train_export_and_load_pretrained(tiny_prepared, tmp_path, monkeypat
     assert main(args[:-2]) == 0                                                  # again: resumes, nothing to do
 
 
+def test_a_run_with_ema_ships_its_weight_average(tiny_prepared, tmp_path, monkeypatch):
+    from pseudohealthy_lib.__main__ import main
+
+    monkeypatch.setenv("PH_ZOO", str(tmp_path / "zoo"))
+    args = ["train", "antgan", "--preset", "fast", "--data", str(tiny_prepared), "--steps", "4", "--lr", "0.01",
+            "--ema", "0.5", "--out", str(tmp_path / "run"), "--set", "n_blocks=1", "--export", "tiny-ema"]
+    assert main(args) == 0
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["config"]["ema"] == 0.5
+    shipped = zoo.load_pretrained("tiny-ema").nets["G_AB"].state_dict()
+    for p, w in shipped.items():
+        if w.is_floating_point():
+            assert torch.equal(w, ckpt["average"]["G_AB"][p].half().float()), p
+    assert any(not torch.allclose(ckpt["average"]["G_AB"][p], ckpt["nets"]["G_AB"][p], atol=1e-3) for p in shipped)
+    assert main(args[:6] + ["--ema", "1", "--out", str(tmp_path / "other")]) == 2     # a decay must be below 1
+
+
 #: shipped models trained before ANT-GAN's recipe search changed the cpu preset (chapter 4 says so):
 #: their recipes now mean another config; `python -m pseudohealthy_lib zoo --train NAME` (after
 #: deleting the entry) brings one up to date, and then it must leave this list
@@ -181,6 +228,20 @@ def test_zoo_ensure_judges_each_translator_by_its_own_phantoms_judge(tiny_prepar
     assert zoo.judge_name("stroke") == "segmentor-stroke" and "segmentor-stroke" in recipes.RECIPES
     with pytest.raises(ValueError, match="no healthiness judge for lesion 'ms'; known: glioma, stroke"):
         zoo.judge_name("ms")
+
+
+def test_a_contrast_other_than_flair_has_its_own_data_and_its_own_judge(monkeypatch):
+    """``modality`` picks the default phantom's contrast (SMILE trains on T2) and the judge that reads it."""
+    from pseudohealthy_lib.data import default
+
+    asked = {}
+    monkeypatch.setattr(default, "phantom_dataset", lambda *a, **kw: asked.update(kw) or "x.npz")
+    monkeypatch.setattr("pseudohealthy_lib.data.prepared.load_prepared", lambda path: path)
+    assert default.training_data(TrainConfig(method="smile", modality="t2")) == "x.npz" and asked["modality"] == "t2"
+    assert default.training_data(TrainConfig(method="smile")) == "x.npz" and asked["modality"] == "flair"
+    assert zoo.judge_name("glioma", "t2") == "segmentor-phantom-t2" and zoo.judge_name("glioma") == zoo.SEGMENTOR
+    with pytest.raises(ValueError, match="modality must be one of flair, t1, t1ce, t2, got 'dwi'"):
+        TrainConfig(method="smile", modality="dwi").check()
 
 
 def test_ddp_two_processes_stay_in_sync(tiny_prepared, tmp_path):

@@ -171,18 +171,29 @@ def test_soft_dice_loss():
     assert L.soft_dice_loss(empty, empty).item() == pytest.approx(0, abs=1e-6)
 
 
-def test_segmentation_ce():
+def test_segmentation_loss():
     logits = torch.zeros(1, 1, 2, 2)
-    assert L.segmentation_ce(logits, torch.ones(1, 1, 2, 2)).item() == pytest.approx(math.log(2))
+    assert L.segmentation_loss(logits, torch.ones(1, 1, 2, 2)).item() == pytest.approx(math.log(2))
     two = torch.zeros(1, 2, 2, 2)
-    assert L.segmentation_ce(two, torch.zeros(1, 1, 2, 2)).item() == pytest.approx(math.log(2))
+    assert L.segmentation_loss(two, torch.zeros(1, 1, 2, 2)).item() == pytest.approx(math.log(2))
+    sure = torch.tensor([[[[-9.0, 9.0]]], [[[9.0, -9.0]]]])         # image 0 right, image 1 wrong
+    target = torch.tensor([[[[0.0, 1.0]]], [[[0.0, 1.0]]]])
+    assert L.segmentation_loss(sure, target, weight=torch.tensor([1.0, 0.0])).item() < 1e-3
+    assert L.segmentation_loss(sure, target, weight=torch.tensor([0.0, 1.0])).item() == pytest.approx(9, abs=1e-3)
+    # soft Dice of image 1: p = (1, 0) against (0, 1): no overlap, Dice loss 1
+    assert (L.segmentation_loss(sure, target, 2.0, torch.tensor([0.0, 1.0])).item()
+            == pytest.approx(9 + 2, abs=1e-3))
 
 
 def test_confidence_loss_uses_confident_pixels_as_labels():
     logits = torch.tensor([[[[4.0, 0.5], [-3.0, 1.0]]]])    # p = .982, .622, .047, .731
     pseudo = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])     # only p > 0.9 becomes lesion
+    assert torch.equal(L.pseudo_labels(logits, 0.9), pseudo)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, pseudo)
     assert L.confidence_loss(logits, 0.9).item() == pytest.approx(expected.item())
+    two = torch.cat([torch.zeros_like(logits), logits], 1)     # softmax: the same probabilities in channel 1
+    assert torch.equal(L.pseudo_labels(two, 0.9), pseudo)
+    assert L.confidence_loss(two, 0.9).item() == pytest.approx(expected.item(), rel=1e-5)
     logits.requires_grad_(True)
     L.confidence_loss(logits, 0.9).backward()
     assert logits.grad[0, 0, 0, 1] > 0                     # the unsure pixel is pushed towards 0

@@ -44,8 +44,8 @@ def phantom_dataset(subjects: int | None = None, lesion: str = "glioma", seed: i
 
 def training_data(cfg, progress: bool = True):
     """The prepared slices a training config names: its ``data`` file, else the default phantom
-    of its ``subjects``, ``data_seed``, ``lesion`` and ``size`` (made and cached on first use)."""
+    of its ``subjects``, ``data_seed``, ``lesion``, ``modality`` and ``size`` (made and cached on first use)."""
     from .prepared import load_prepared
 
-    return load_prepared(cfg.data or phantom_dataset(cfg.subjects, cfg.lesion,
-                                                          seed=cfg.data_seed, size=cfg.size, progress=progress))
+    return load_prepared(cfg.data or phantom_dataset(cfg.subjects, cfg.lesion, seed=cfg.data_seed,
+                                                     modality=cfg.modality, size=cfg.size, progress=progress))

@@ -399,11 +399,13 @@ class UnpairedDataset(_SliceDataset):
     in {0, 1}) and, for phantoms, ``A_healthy`` (A's ground truth, for evaluation only). With
     ``other_mask=True`` they also hold ``M``: the lesion mask (in {0, 1}) of a pathological
     slice of *another subject* (PHS-GAN's unpaired setting: real masks that do not belong to A).
-    The length is the larger of the two pools; :meth:`set_epoch` reshuffles the pairing (seeded).
+    With ``with_index=True`` they also hold ``A_index`` and ``B_index``, the two slices' indices in
+    ``data`` (SMILE hides the labels of a fixed set of slices). The length is the larger of the two pools; :meth:`set_epoch` reshuffles the pairing (seeded).
     """
 
     def __init__(self, data: PreparedSlices, split: str = "train", value_range: str = "tanh",
-                 seed: int = 0, domain_b: str = "healthy", healthy: str = "slices", other_mask: bool = False):
+                 seed: int = 0, domain_b: str = "healthy", healthy: str = "slices", other_mask: bool = False,
+                 with_index: bool = False):
         super().__init__(data, value_range)
         if domain_b not in ("healthy", "mask"):
             raise ValueError(f"domain_b must be 'healthy' or 'mask', not '{domain_b}'")
@@ -422,7 +424,7 @@ class UnpairedDataset(_SliceDataset):
                            (other_mask, "other_mask=True draws each slice's mask from another subject")):
             if flag and len(set(data.subjects[self.path].tolist())) < 2:
                 raise ValueError(f"split '{split}': {what}, so it needs lesion slices of at least 2 subjects")
-        self.seed, self.other_mask = seed, other_mask
+        self.seed, self.other_mask, self.with_index = seed, other_mask, with_index
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -451,6 +453,8 @@ class UnpairedDataset(_SliceDataset):
             item["M"] = torch.from_numpy(self.data.masks[m].astype(np.float32))[None]
         if self.data.healthy is not None:
             item["A_healthy"] = self._img(self.data.healthy, a)
+        if self.with_index:
+            item |= {"A_index": int(a), "B_index": int(b)}
         return item
 
     def _other_subject(self, a: int, pool: np.ndarray, order: np.ndarray, i: int) -> int:

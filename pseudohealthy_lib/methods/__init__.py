@@ -10,10 +10,12 @@ from .base import (KINDS, REGISTRY, Classifier, Method, Sampler, Segmenter, Tran
 from .cyclegan import CycleGAN
 from .diffusion import Diffusion
 from .phsgan import PHSGAN
+from .smile import SMILE
+from .vagan import VAGAN
 from .segmentor import Segmentor
 
 #: the registered methods, by name (the same dict as ``REGISTRY``)
 METHODS = REGISTRY
 
-__all__ = ["ANTGAN", "CycleGAN", "Diffusion", "PHSGAN", "Segmentor", "Method", "Translator", "Segmenter", "Classifier", "Sampler",
+__all__ = ["ANTGAN", "CycleGAN", "Diffusion", "PHSGAN", "SMILE", "VAGAN", "Segmentor", "Method", "Translator", "Segmenter", "Classifier", "Sampler",
            "KINDS", "METHODS", "REGISTRY", "register", "get_method", "from_config"]

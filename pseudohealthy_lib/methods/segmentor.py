@@ -98,7 +98,7 @@ class Segmentor(Segmenter):
             batch["image"], batch["mask"] = self.augment(batch["image"], batch["mask"])
         with ctx.autocast():
             logits = self.nets["S"](batch["image"]).float()
-            ce = L.segmentation_ce(logits, batch["mask"])
+            ce = L.segmentation_loss(logits, batch["mask"])
             dice = L.soft_dice_loss(torch.sigmoid(logits), batch["mask"], per_image=not self.opt["batch_dice"])
             loss = ce + self.opt["lambda_dice"] * dice
             logs = {"clean": torch.zeros((), device=logits.device)} if self.opt["lambda_clean"] else {}
