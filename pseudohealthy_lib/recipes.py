@@ -47,6 +47,9 @@ RECIPES = {
     # the judge of the stroke phantom's translators, made the same way on a stroke phantom
     zoo.JUDGES["stroke"]: "segmentor --preset cpu --subjects 100 --data-seed 1 --lesion stroke --set healthy_twins=true "
                           "--set lambda_clean=0.2",
+    # the judges of the other MR contrasts of the glioma phantom (SMILE trains on T2; ANT-GAN's Fig. 10)
+    **{zoo.judge_name("glioma", m): f"segmentor --preset cpu --subjects 100 --data-seed 1 --modality {m} "
+       "--set healthy_twins=true --set lambda_clean=0.2" for m in ("t1", "t1ce", "t2")},
     "cyclegan-resnet-mask": "cyclegan --preset cpu --set generator=resnet --set domain_b=mask",
     "cyclegan-unet-mask": "cyclegan --preset cpu --set generator=unet --set ngf=16 --set domain_b=mask",
     # ANT-GAN's ablation study (Fig. 5, Table IV): one preset, one seed

@@ -36,7 +36,8 @@ SELECTION_SEED, SELECTION_SUBJECTS = 7, 20
 TOP = ("batch_size", "lr", "size", "beta1", "beta2", "decay_from", "lesion", "modality", "ema")
 #: the starting options of a trial, per method (a trial's KEY=VALUE pairs override them)
 BASE = {"antgan": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 100.0},
-        "phsgan": {"ngf": 16, "n_blocks": 4, "ndf": 16, "s_ngf": 8}}
+        "phsgan": {"ngf": 16, "n_blocks": 4, "ndf": 16, "s_ngf": 8},
+        "smile": {"ngf": 16, "s_ngf": 16}, "vagan": {"ngf": 16, "ndf": 32}}
 KEYS = ("psnr_lesion", "ssim_lesion", "bias_lesion", "psnr_tissue", "identity", "dice_max", "healthiness",
         "change_healthy", "checkerboard")
 

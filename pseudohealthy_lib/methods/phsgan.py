@@ -28,135 +28,46 @@ The losses (Sec. 3.4; numbered here as in the book's chapter)::
 The third term of (1) is a mean absolute error, not a Dice loss: against an all-black target
 every prediction has Dice loss 1, so Dice could not tell a clean map from a noisy one.
 
-One term is the library's, not the paper's, and off by default (``lambda_id=0``): CycleGAN's
-identity term on healthy slices (Zhu et al., Sec. 5.2), which asks G to leave a healthy image as
-it is::
+The library's additions, all off by default (the paper's model), and why each exists. Nothing in
+(1)-(5) asks G(x_p) to *be* x_p outside the lesion, and R can read back whatever G leaves in the
+lesion: at the CPU budget G writes a texture over the brain and keeps a ghost of the lesion.
+The recipe search that chose among these (``pseudohealthy_lib/records/phsgan.jsonl``, chapter 6)
+kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``paste_dilate=2``
+(paired) or ``hh_mask='other'`` (unpaired), a 50-image history and S's own learning rate::
 
-    L_id   = |G(x_h) - x_h|_1                                                                  (6)
+    L_id   = |G(x_h) - x_h|_1                          lambda_id: CycleGAN's identity term     (6)
+    L_keep = |(1 - m) * (G(x_p) - x_p)|_1              lambda_keep: keep x_p outside the map   (7)
 
-Nothing in (1)-(5) asks G(x_p) to *be* x_p outside the lesion: R only has to be able to rebuild
-x_p from it. At the book's CPU budget the generator uses that freedom to write a texture over
-the whole brain; (6) ties G to the identity where there is no disease (in the recorded trials,
-``pseudohealthy_lib/records/phsgan.jsonl``, it raised identity from 0.90 to 0.93, not to the
-book's floor of 0.95).
+* ``lambda_keep``, ``keep_dilate``, ``keep_map``: in (7) m is S's map, detached (so that (7) does
+  not teach S to call everything a lesion), widened by ``keep_dilate`` pixels (a lesion brightens
+  a thin ring just outside its label), or the training mask (``keep_map='truth'``, paired setting).
+* ``hh_mask``: what Cycle H-H starts from. ``'black'`` is the paper's m_h = 0. ``'other'`` paints
+  the lesion mask m of another subject into x_h with R; G must take it out again and S find it::
 
-A second addition, also off by default (``cycle_noise=0``): Gaussian noise of standard deviation
-``cycle_noise`` (in the [-1, 1] units of the images) added to the intermediate image of each
-cycle during training, G(x_p) before R and R(x_h, m_h) before G and S. The map tells R *where*
-the lesion was, not *what* it looked like, so a generator can still hide the lesion's appearance
-in a faint texture for R to read back (``evaluate.hidden_lesion`` measures it); noise is meant
-to make a faint code unreadable. In the recorded trial it did not help (identity 0.91 with it,
-0.93 without).
+      L_CC(H-H) = |G(R(x_h, m)) - x_h|_1 + |S(R(x_h, m)) - m|_1                             (1')
 
-A third, off by default (``shortcut=False``): ANT-GAN's global shortcut in G (the input added
-before the output tanh, :class:`~pseudohealthy_lib.networks.generators.ResnetGenerator`), so that G starts
-at the identity and only has to learn a change of the image.
+  and R's image is then no longer among D_x's fakes (nor in the first half of (2) for R).
+  ``'paste'`` (paired) pastes a *real* lesion, x_p inside its mask m_p and inside x_h's head, over
+  x_h and applies (1') to it; R then learns from Cycle P-H alone. A painting is made by R, which
+  the same cycle trains, so R can leave in it what G needs to undo it; a pasted lesion carries
+  nothing of x_h::
 
-Two more, off by default, aimed at the hiding itself. ``lambda_keep`` asks for the identity on
-pathological slices too, wherever S sees no disease (S's map is detached: this term must not
-teach S to call everything a lesion; ``keep_dilate`` widens the map by that many pixels first,
-as ANT-GAN's ``am_dilate`` does for its mask)::
+      x_h' = m * x_p + (1 - m) * x_h,   m = m_p * [x_h is not background]                  (1'')
 
-    L_keep = |(1 - S(x_p)) * (G(x_p) - x_p)|_1                                                 (7)
-
-``block_hiding=True`` stops the P-H cycle's gradient from reaching G *inside* S's map: R still
-learns to rebuild the lesion from whatever G wrote there, but G is never rewarded for writing
-something readable, so inside the lesion only the critic D_x shapes G's output. In the recorded
-trials the two together kept healthy tissue (identity 0.98 to 0.997) and satisfied the judge
-(healthiness 0.95 to 0.99), but the critic's gradient alone painted a grid inside the lesion:
-PSNR there stayed 2.6 to 4.1 dB short of the book's floor. With the PatchGAN critic below the
-grid went, but the critic then accepted the lesion cores painted dark, like ventricles (lesion
-PSNR 9.4, below doing nothing's 9.8): the critic alone does not say *what* tissue belongs there.
-
-``map_grad`` (default 1: the paper) is the middle way: the P-H cycle's gradient reaches G inside
-the map multiplied by ``map_grad`` (``block_hiding`` is ``map_grad=0``). That gradient carries
-two things, the lesion's appearance for R to read back (the ghost) and the tissue under a
-translucent lesion such as oedema (what a healthy image should show there); 0 loses both. In the
-recorded trial ``map_grad=0.3`` left the ghost as it was (lesion PSNR 15.8, against 16.0 at 1).
-
-``keep_map='truth'`` (paired setting only; default ``'S'``) uses the training mask of x_p
-instead of S's map in (7) and in ``block_hiding``, as ANT-GAN's anomaly-mask loss does: the
-paired setting has these masks anyway (for L_Seg), and an S that is still learning misses
-parts of the lesion (the oedema, in the trials), which (7) then asks G to keep.
-
-``critic='patchgan'`` (default ``'table4'``) swaps Table 4's critics for the 70x70 PatchGAN
-of ANT-GAN's Table III: at 128x128 Table 4 scores 8x8 patches through four stride-2 layers
-(instance norm from the first), the PatchGAN 16x16 through three.
-
-``hh_mask='other'`` (default ``'black'``, the paper's m_h = 0) starts Cycle H-H from the lesion
-mask of another subject: R paints that lesion into the healthy slice, and G must take it out
-again, exactly, with S finding it, a supervised lesion-removal task like ANT-GAN's NC cycle
-(G_A2N(G_N2A(x_n)) = x_n). The first half of (2) for R is dropped then (R's output now has a
-lesion), and so is R's image among D_x's fakes::
-
-    L_CC(H-H) = |G(R(x_h, m)) - x_h|_1 + |S(R(x_h, m)) - m|_1,   m: a mask of another volume   (1')
-
-``hh_mask='paste'`` (paired setting only) starts Cycle H-H from a *real* lesion instead of
-R's painting: the batch's pathological slice x_p, inside its training mask m_p (and inside the
-healthy slice's head), pasted over x_h. G must again take it out and S find it, by (1'). A
-painting is made by R, which the same cycle trains, so R can leave in it what G needs to undo it
-(the tissue under the lesion, in a faint code), and G then learns to undo R's lesions rather than
-to fill in the tissue that a real lesion destroyed; a pasted lesion carries nothing of x_h. R
-then learns from Cycle P-H alone, as with ``hh_detach``::
-
-    x_h' = m * x_p + (1 - m) * x_h,   m = m_p * [x_h is not background];   (1') on x_h'       (1'')
-
-In the recorded trial (the paired recipe with ``hh_mask='paste'`` in place of ``'other'``) lesion
-PSNR rose from 16.0 to 16.7 dB, SSIM inside the lesion from 0.23 to 0.26 and healthy-tissue
-PSNR from 28.2 to 29.1, identity and healthiness unchanged (0.991, 0.991); the largest lesions
-are filled with tissue and ventricles instead of a mottled patch, though a faint grid remains in
-the fill and G's output still averages +0.11 above the truth there. (A generator with six
-residual blocks instead of four, with ``'other'``, did not help: 15.9 dB.) Three seeds of the
-paired recipe with ``'paste'`` on fresh phantoms (``records/floors.jsonl``) reached lesion PSNR
-16.36, 15.81 and 15.63 dB on seed 3031 (floor 15.70) and 16.88, 15.91 and 15.93 on seed 2026
-(floor 16.27): 3 of the 6 meet the floor. Most of the error is a bias: inside the largest lesions
-G's output is +0.05 to +0.10 brighter than the truth on average, with a faint grid.
-
-``paste_dilate`` cuts the lesion out with m_p widened by that many pixels (S must still find m_p
-itself): a lesion brightens a thin border just outside its label, and a paste without it never
-shows G that border, which on a real lesion then reads as bright tissue to fill in from.
-The classical inpainting given the true mask has the same bias (+0.09 inside the lesion on the
-selection phantom), for the same reason. In the recorded trial ``paste_dilate=2`` raised lesion
-PSNR from 16.7 to 17.5 dB and cut the bias inside the lesion from +0.11 to +0.08 (identity 0.991,
-healthiness 0.995); ``block_hiding`` with the paste instead left the bias as it was (+0.11,
-16.4 dB): the bias is not a hidden lesion. Two seeds of the paired recipe with it reached 17.31
-and 15.84 dB on the fresh phantom of seed 3031 (floor 15.70) and 17.35 and 16.10 on seed 2026
-(floor 16.27, ``records/floors.jsonl``): the two seeds differ by 1.3 to 1.5 dB, more than the
-widened cut gained on the selection phantom (0.8 dB).
-
-``hh_detach=True`` (needs ``hh_mask='other'``) makes R a fixed painter in that cycle: its image
-is detached before G and S, so (1') trains G and S only, and R learns from Cycle P-H alone. Without
-it, R is also rewarded for painting lesions that G finds easy to take out, which need not look
-like real ones. In the recorded trial it did worse (lesion PSNR 14.5 against 16.0 without it):
-R, trained by Cycle P-H alone, paints faint lesions, and removing them teaches G less.
-
-In the recorded trials, keeping the paper's cycles (no ``block_hiding``) and adding (6), (7) on
-the training mask widened by 2 pixels, the PatchGAN, a 50-image history and ANT-GAN's learning
-rate 1e-3 (S at 2e-4) reached identity 0.990, healthiness 0.997 and lesion PSNR 15.5 dB (the
-book's floor: 15.8), with ghosts of the larger lesions left; ``hh_mask='other'`` on top of that
-reached identity 0.987, healthiness 0.995 and lesion PSNR 16.0 dB, the first trial to meet the
-floors (one seed; faint rings and oedema ghosts remain in the largest lesions). The model that
-recipe trains on the book's phantom missed the lesion floor on a fresh phantom (seed 2026) by
-0.6 dB (15.7 against 16.3, ``records/floors.jsonl``): G's output stays brighter than the truth
-inside the lesion (a ghost of it, +0.08 to +0.17 on average), which is most of the error there. On
-a second fresh phantom (seed 3031) two seeds of the recipe reached 15.4 +- 0.2 dB against a floor
-of 15.8, where the classical inpainting *given the true mask* reaches 16.7.
-
-``lambda_hh`` (default null: ``lambda_cc``, as in the paper) weighs the image term of Cycle
-H-H apart from the other two terms of (1): with ``hh_mask='other'`` it is the supervised removal
-of a painted lesion, the one term that says what G should leave where a lesion was. In the
-recorded trial ``lambda_hh=30`` made the ghost worse (lesion PSNR 13.7 against 16.0): R, which
-the same term trains, then painted weaker lesions (mean change inside the mask 0.54 against
-0.73), and removing a faint lesion teaches G little.
-
-``lr_s`` (default null: the config's lr) gives S its own learning rate, so that G, R and the
-critics can train faster than the segmentor, whose map collapsed to black at lr 1e-3 in a trial.
-
-``setting='gan'`` is the paper's conditional-GAN baseline: G alone, trained with the first half
-of (2) against real healthy slices; nothing ties its output to its input.
-
-``lambda_seg`` is the paper's lambda_3 in both settings: the weight of L_Seg (paired) or of
-L_GAN2 (unpaired).
+  ``paste_dilate`` cuts the lesion out with m_p widened by that many pixels, taking along the
+  bright border a lesion leaves just outside its label (S must still answer m_p).
+* ``block_hiding`` / ``map_grad``: the P-H cycle's gradient reaches G inside S's map multiplied
+  by ``map_grad`` (``block_hiding`` is 0): R still learns to rebuild the lesion, but G is not
+  rewarded for writing something readable there. It did not remove the lesion ghost in the trials.
+* ``hh_detach`` (with ``'other'``): R's painting is detached before G and S, so (1') trains G
+  and S only. ``lambda_hh``: the weight of (1')'s image term apart from ``lambda_cc``.
+* ``cycle_noise``: Gaussian noise on each cycle's intermediate image, to make a faint code
+  unreadable (``evaluate.hidden_lesion`` measures such codes). ``shortcut``: ANT-GAN's global
+  shortcut in G. ``critic='patchgan'``: ANT-GAN's PatchGAN in place of Table 4's critics.
+  ``lr_s``: S's own learning rate (S's map collapsed to black at 1e-3 in a trial).
+* ``setting='gan'`` is the paper's conditional-GAN baseline: G alone, trained with the first half
+  of (2) against real healthy slices; nothing ties its output to its input. ``lambda_seg`` is the
+  paper's lambda_3 in both settings: the weight of L_Seg (paired) or of L_GAN2 (unpaired).
 
 Choices where the paper is silent or unclear: images are in [-1, 1] with a tanh output (the
 paper's sigmoid on [0, 1] images, rescaled); the critics see one channel (Table 4 lists two
