@@ -118,7 +118,7 @@ class SMILE(Translator):
                        else (("gs", 1.0),))
         self.eps = float(o["eps"])
         self._conf = [0.0, 0]                 # sum and count of lesion probabilities this pass (eps_update)
-        self._pass_steps, self._pass = 1, 0
+        self._pass_steps = 1                  # steps per pass over the data (set by dataset())
 
     def check_side(self, side):
         need = 2 ** self.opt["unet_downs"]
@@ -228,7 +228,7 @@ class SMILE(Translator):
         total, count = self._conf
         if count:
             self.eps = min(max(total / count, 0.5), 0.999)
-        self._conf, self._pass = [0.0, 0], self._pass + 1
+        self._conf = [0.0, 0]
 
     # -- inference
     @torch.no_grad()
@@ -246,7 +246,7 @@ class SMILE(Translator):
         return out
 
     def extra_state(self):
-        return {"eps": self.eps, "confidence": list(self._conf), "pass": self._pass}
+        return {"eps": self.eps, "confidence": list(self._conf)}
 
     def load_extra_state(self, state):
-        self.eps, self._conf, self._pass = float(state["eps"]), list(state["confidence"]), int(state["pass"])
+        self.eps, self._conf = float(state["eps"]), list(state["confidence"])
