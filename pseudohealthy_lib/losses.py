@@ -127,8 +127,8 @@ def confidence_loss(logits: torch.Tensor, threshold: float = 0.9, weight: torch.
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP (Gulrajani et al.): the mean over the batch of (|grad D(x^)|_2 - 1)^2 at random
-    points x^ = e * real + (1 - e) * fake between the two batches, e ~ U(0, 1) per image.
+    """WGAN-GP (Gulrajani et al.): the mean over the batch of ``(norm(grad D(x^)) - 1)^2`` at random
+    points ``x^ = e * real + (1 - e) * fake`` between the two batches, e ~ U(0, 1) per image.
 
     A critic that outputs a map of patch scores is read as their mean, D(x) = mean(critic(x)).
     Computed in float32 (outside autocast); it keeps the graph, so it trains the critic.

@@ -147,7 +147,8 @@ def method_options(method, variant: str | None, sets: list[str] | None) -> dict:
     if variant is not None:
         if not method.variants:
             have = [m.name for m in REGISTRY.values() if m.variants]
-            raise OptionError(f"--variant: {method.name} has no variants (only {' and '.join(have)} "
+            names = ", ".join(have[:-1]) + " and " + have[-1] if len(have) > 1 else have[0]
+            raise OptionError(f"--variant: {method.name} has no variants (only {names} "
                               f"{'has' if len(have) == 1 else 'have'} them); use --set")
         if variant not in method.variants:
             raise OptionError(f"--variant: unknown variant '{variant}' of {method.name}; "

@@ -159,7 +159,7 @@ def test_bad_default_data_options_are_refused_before_any_phantom_is_made(tmp_pat
 
 
 @pytest.mark.parametrize("method, args, message", [
-    ("cyclegan", ["--variant", "gan"], r"error: --variant: cyclegan has no variants \(only antgan and phsgan have them\); use --set"),
+    ("cyclegan", ["--variant", "gan"], r"error: --variant: cyclegan has no variants \(only antgan, phsgan and smile have them\); use --set"),
     ("segmentor", ["--variant", "antgan"], r"error: --variant: segmentor has no variants"),
     ("segmentor", ["--set", "dropout=1.5"], r"error: segmentor option dropout: expected a finite number from 0 to 0.9, got 1.5"),
     ("segmentor", ["--set", "beta1=1"], r"error: segmentor option beta1: expected a finite number from 0 to 0.999, got 1"),
