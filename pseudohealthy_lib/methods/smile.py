@@ -220,12 +220,11 @@ class SMILE(Translator):
         """Add this batch's lesion probabilities where S says lesion, on unlabelled slices (eps_update)."""
         if self.opt["eps_update"]:
             sel = (p > 0.5) & (unknown.view(-1, 1, 1, 1) > 0)
-            self._conf[0] += float(p[sel].sum())
-            self._conf[1] += int(sel.sum())
+            self._conf = [self._conf[0] + p[sel].sum().double(), self._conf[1] + sel.sum()]   # tensors: no sync per step
 
     def _end_pass(self) -> None:
         """eps <- the mean lesion probability of the pass's lesion pixels (kept if S found none)."""
-        total, count = self._conf
+        total, count = float(self._conf[0]), int(self._conf[1])                 # one sync per pass
         if count:
             self.eps = min(max(total / count, 0.5), 0.999)
         self._conf = [0.0, 0]
@@ -246,7 +245,7 @@ class SMILE(Translator):
         return out
 
     def extra_state(self):
-        return {"eps": self.eps, "confidence": list(self._conf)}
+        return {"eps": self.eps, "confidence": [float(self._conf[0]), int(self._conf[1])]}
 
     def load_extra_state(self, state):
         self.eps, self._conf = float(state["eps"]), list(state["confidence"])
