@@ -450,7 +450,8 @@ def _score_classifier(model, x, labels, subjects, dev, batch_size) -> Result:
             p = model.classify(xb)
             _sync(dev)
             t += time.perf_counter() - t0
-            probs.append(p.float().reshape(-1).cpu().numpy())
+            p = p[:, 1] if p.dim() == 2 and p.shape[1] > 1 else p.reshape(-1)    # (B, classes): class 1 is "lesion"
+            probs.append(p.float().cpu().numpy())
     p = np.concatenate(probs)
     pred, y = (p > 0.5).astype(int), (labels == 1).astype(int)
     per = {"correct": (pred == y).astype(float)}

@@ -131,6 +131,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def append_records(path: str | os.PathLike, *rows: dict) -> None:
+    """Append each of ``rows`` as one JSON line to ``path`` (a ``.jsonl`` record file), atomically:
+    the file is rewritten whole through :func:`atomic_path`, so an interrupted append loses nothing."""
+    import json
+
+    path = Path(path)
+    old = path.read_text() if path.is_file() else ""
+    with atomic_path(path) as tmp:
+        tmp.write_text(old + "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into ``SystemExit`` so that ``finally`` blocks and context managers run.
 

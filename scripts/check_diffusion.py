@@ -15,7 +15,6 @@ phantom's seed is one that no test, chapter or recipe trial uses. Rows are appen
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from pseudohealthy_lib import zoo                                         # noqa
 from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
 from pseudohealthy_lib.engine import git_commit                           # noqa: E402
 from pseudohealthy_lib.evaluate import compute_references, evaluate, load_model  # noqa: E402
-from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
+from pseudohealthy_lib.utils import append_records                           # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -72,10 +71,7 @@ def main(argv=None) -> dict:
           f"threshold's {row['partial']['threshold_auprc']:.3f}, {row['partial']['seconds_per_slice']:.2f} s/slice")
     for k, ok in row["floors"].items():
         print(f"  {k}: {'met' if ok else 'NOT met'}")
-    out = REPO / "pseudohealthy_lib" / "records" / "floors.jsonl"
-    old = out.read_text() if out.is_file() else ""
-    with atomic_path(out) as tmp:
-        Path(tmp).write_text(old + json.dumps(row) + "\n")
+    append_records(REPO / "pseudohealthy_lib" / "records" / "floors.jsonl", row)
     return row
 
 

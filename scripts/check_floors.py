@@ -14,7 +14,6 @@ The results are appended to ``pseudohealthy_lib/records/floors.jsonl``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from pseudohealthy_lib import zoo                                         # noqa
 from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
 from pseudohealthy_lib.engine import git_commit                           # noqa: E402
 from pseudohealthy_lib.evaluate import FLOOR_SETS, check_floors, compute_references, evaluate, load_model  # noqa: E402
-from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
+from pseudohealthy_lib.utils import append_records                          # noqa: E402
 
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -65,10 +64,7 @@ def main(argv=None) -> list[dict]:
             print(f"  {key}: {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f} over {len(v)} seeds")
     print("do nothing:", {k: round(v, 3) for k, v in rows[0]["do_nothing"].items()})
     print("inpainting with the true mask:", {k: round(v, 3) for k, v in rows[0]["inpainting"].items()})
-    out = REPO / "pseudohealthy_lib" / "records" / "floors.jsonl"
-    old = out.read_text() if out.is_file() else ""
-    with atomic_path(out) as tmp:
-        Path(tmp).write_text(old + "".join(json.dumps(r) + "\n" for r in rows))
+    append_records(REPO / "pseudohealthy_lib" / "records" / "floors.jsonl", *rows)
     return rows
 
 

@@ -30,7 +30,7 @@ from pseudohealthy_lib.data import default, load_prepared                 # noqa
 from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, git_commit, hardware, read_checkpoint  # noqa: E402
 from pseudohealthy_lib.evaluate import compute_references, evaluate, load_model   # noqa: E402
 from pseudohealthy_lib.methods import get_method                          # noqa: E402
-from pseudohealthy_lib.utils import atomic_path                           # noqa: E402
+from pseudohealthy_lib.utils import append_records                          # noqa: E402
 
 SELECTION_SEED, SELECTION_SUBJECTS = 7, 20
 TOP = ("batch_size", "lr", "size", "beta1", "beta2", "decay_from", "lesion", "modality", "ema")
@@ -103,11 +103,7 @@ def references(method: str = "antgan") -> None:
 
 
 def append(method: str, row: dict) -> dict:
-    out = REPO / "pseudohealthy_lib" / "records" / f"{method}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = out.read_text() if out.is_file() else ""
-    with atomic_path(out) as tmp:
-        Path(tmp).write_text(old + json.dumps(row) + "\n")
+    append_records(REPO / "pseudohealthy_lib" / "records" / f"{method}.jsonl", row)
     print(json.dumps({k: row[k] for k in ("name", *KEYS) if k in row}))
     return row
 

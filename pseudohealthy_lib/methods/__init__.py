@@ -13,9 +13,10 @@ from .phsgan import PHSGAN
 from .smile import SMILE
 from .vagan import VAGAN
 from .segmentor import Segmentor
+from .classifier import LesionClassifier
 
 #: the registered methods, by name (the same dict as ``REGISTRY``)
 METHODS = REGISTRY
 
-__all__ = ["ANTGAN", "CycleGAN", "Diffusion", "PHSGAN", "SMILE", "VAGAN", "Segmentor", "Method", "Translator", "Segmenter", "Classifier", "Sampler",
+__all__ = ["ANTGAN", "CycleGAN", "Diffusion", "PHSGAN", "SMILE", "VAGAN", "Segmentor", "LesionClassifier", "Method", "Translator", "Segmenter", "Classifier", "Sampler",
            "KINDS", "METHODS", "REGISTRY", "register", "get_method", "from_config"]

@@ -8,6 +8,18 @@ healthy twin of every lesion slice (``healthy_twins``): the same anatomy without
 strongest lesson in "this is what healthy looks like here". Real data has no twins; there the
 option is refused. (PHS-GAN's and SMILE's own segmentors, trained jointly with their
 generators, live in their method files.)
+
+Two options make it ANT-GAN's downstream segmentor (Sun et al., Sec. IV-C, Table V):
+
+* ``guide``: what the U-Net sees beside the image. ``'none'``: the image alone (one channel);
+  ``'copy'``: the image twice, (x, x), the paper's *Plain UNet*; a zoo name of a pseudo-healthy
+  translator: (x, G_A2N(x)), the paper's *ANT-UNet*. Both two-channel nets have the same number
+  of parameters, so only the information differs. The guide is loaded from the zoo, frozen and
+  run inside :meth:`Segmentor.predict`; it is not part of the checkpoint.
+* ``regions``: ``'lesion'`` (one output, the prepared file's lesion mask) or sub-regions of the
+  data's label layout separated by commas, e.g. ``'wt,tc,et'`` for BraTS' whole tumour, tumour core
+  and enhancing tumour (one sigmoid output each, as they are nested); the first is the lesion that
+  :meth:`Segmentor.predict` returns, :meth:`Segmentor.predict_regions` gives them all.
 """
 from __future__ import annotations
 
@@ -18,14 +30,40 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .. import losses as L
+from ..data.layouts import LABELS, region_mask
 from ..data.prepared import PairedDataset
 from ..networks import UnetGenerator, init_weights
 from ..utils import OptionError
 from .base import Segmenter, register
 
 
+class Guided:
+    """What ANT-GAN's downstream networks see (Sec. IV-C, IV-D): the ``guide`` option. Mixed into
+    a method with a ``guide`` option that sets ``self.guide = load_guide(...)``; :meth:`inputs`
+    builds the network's input."""
+
+    @property
+    def in_channels(self) -> int:
+        return 1 if self.opt["guide"] == "none" else 2
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.guide is not None:
+            self.guide.eval()                  # the guide is a finished model: always in eval mode
+        return self
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input for images (B, 1, H, W) in [-1, 1]: x, (x, x) or (x, G_A2N(x))."""
+        if self.opt["guide"] == "none":
+            return x
+        if self.guide is None:
+            return torch.cat([x, x], 1)
+        with torch.no_grad():
+            return torch.cat([x, self.guide.translate(x).to(x.dtype)], 1)
+
+
 @register
-class Segmentor(Segmenter):
+class Segmentor(Guided, Segmenter):
     name = "segmentor"
     val_metric = "dice"                # validation (val_every): Dice on the validation split
     # The defaults are the recipe measured to make a good judge (see the zoo's segmentor-phantom):
@@ -36,7 +74,7 @@ class Segmentor(Segmenter):
     # (see training_step); min_size drops flagged specks smaller than that many pixels.
     defaults = {"ngf": 16, "unet_downs": 7, "dropout": 0.0, "lambda_dice": 1.0, "pathological_only": False,
                 "batch_dice": True, "beta1": 0.9, "augment": True, "healthy_twins": False, "lambda_clean": 0.0,
-                "min_size": 0, "init": "normal", "init_gain": 0.02}
+                "min_size": 0, "init": "normal", "init_gain": 0.02, "guide": "none", "regions": "lesion"}
     before = {1: {"init": "pytorch"}}      # version 1 kept PyTorch's initialisation
     choices = {"init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "unet_downs": (1, None), "dropout": (0, 0.9), "lambda_dice": (0, None),
@@ -46,11 +84,19 @@ class Segmentor(Segmenter):
     def __init__(self, cfg):
         super().__init__(cfg)
         o = self.opt
-        net = UnetGenerator(1, 1, o["ngf"], o["unet_downs"], o["dropout"], final="none")
+        self.region_names = [] if o["regions"] == "lesion" else [r.strip() for r in o["regions"].split(",")]
+        if o["regions"] != "lesion" and (not all(self.region_names) or len(set(self.region_names)) < len(self.region_names)):
+            raise OptionError(f"segmentor option regions: expected 'lesion' or distinct region names separated by "
+                              f"commas (e.g. 'wt,tc,et'), got {o['regions']!r}")
+        self.guide = load_guide(o["guide"])
+        net = UnetGenerator(self.in_channels, max(1, len(self.region_names)), o["ngf"], o["unet_downs"], o["dropout"],
+                            final="none")
         self.nets = nn.ModuleDict({"S": init_weights(net, o["init"], o["init_gain"])})
 
     def dataset(self, data, split):
         base = PairedDataset(data, split, label=1 if self.opt["pathological_only"] else None)
+        if self.region_names:
+            base = WithRegions(base, self.region_names)
         if not self.opt["healthy_twins"]:
             return base
         if not data.has_ground_truth:
@@ -97,9 +143,11 @@ class Segmentor(Segmenter):
             batch = dict(batch)
             batch["image"], batch["mask"] = self.augment(batch["image"], batch["mask"])
         with ctx.autocast():
-            logits = self.nets["S"](batch["image"]).float()
-            ce = L.segmentation_loss(logits, batch["mask"])
-            dice = L.soft_dice_loss(torch.sigmoid(logits), batch["mask"], per_image=not self.opt["batch_dice"])
+            logits = self.nets["S"](self.inputs(batch["image"])).float()
+            ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["mask"])
+            prob = torch.sigmoid(logits)                       # one soft Dice per output, averaged
+            dice = sum(L.soft_dice_loss(prob[:, c:c + 1], batch["mask"][:, c:c + 1], per_image=not self.opt["batch_dice"])
+                       for c in range(prob.shape[1])) / prob.shape[1]
             loss = ce + self.opt["lambda_dice"] * dice
             logs = {"clean": torch.zeros((), device=logits.device)} if self.opt["lambda_clean"] else {}
             if self.opt["lambda_clean"]:
@@ -118,8 +166,13 @@ class Segmentor(Segmenter):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Lesion probability (B, 1, H, W) for images in [-1, 1]."""
-        return torch.sigmoid(self.nets["S"](x).float())
+        """Lesion probability (B, 1, H, W) for images in [-1, 1] (the first region's)."""
+        return self.predict_regions(x)[:, :1]
+
+    @torch.no_grad()
+    def predict_regions(self, x: torch.Tensor) -> torch.Tensor:
+        """Probability of each region of the ``regions`` option (B, R, H, W) for images in [-1, 1]."""
+        return torch.sigmoid(self.nets["S"](self.inputs(x)).float())
 
     @torch.no_grad()
     def predict_mask(self, x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -140,6 +193,46 @@ class Segmentor(Segmenter):
                     small = np.bincount(lab.ravel())[1:] < self.opt["min_size"]
                     m[np.isin(lab, 1 + np.nonzero(small)[0])] = False
         return masks
+
+
+def load_guide(name: str):
+    """None for the ``guide`` options ``'none'`` and ``'copy'``; else the zoo translator ``name``,
+    frozen (:class:`~pseudohealthy_lib.utils.OptionError` if it does not remove lesions)."""
+    from ..zoo import load_pretrained
+
+    if name in ("none", "copy"):
+        return None
+    model = load_pretrained(name)
+    if not getattr(model, "pseudo_healthy", False):
+        raise OptionError(f"option guide: {name!r} is a {model.name} model, not a pseudo-healthy translator; "
+                          "give 'none', 'copy' or the zoo name of a translator that removes lesions (e.g. 'antgan')")
+    return model.requires_grad_(False).eval()
+
+
+class WithRegions(Dataset):
+    """A :class:`~pseudohealthy_lib.data.prepared.PairedDataset` whose ``mask`` is one channel per
+    region (R, H, W), built from the prepared file's labels (``seg``) with its layout's convention."""
+
+    def __init__(self, base: PairedDataset, regions: list[str]):
+        data = base.data
+        layout = data.meta.get("layout")
+        if data.seg is None or layout not in LABELS:
+            raise OptionError("segmentor option regions: this data has no sub-region labels (seg) with a known layout; "
+                              "use regions='lesion'")
+        unknown = [r for r in regions if r not in LABELS[layout]["regions"]]
+        if unknown:
+            raise OptionError(f"segmentor option regions: {', '.join(unknown)} not defined for {layout}; "
+                              f"choose from {', '.join(LABELS[layout]['regions'])}")
+        self.base, self.regions, self.layout = base, regions, layout
+        self.data, self.index = data, base.index
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        seg = self.data.seg[self.index[i]]
+        masks = np.stack([region_mask(seg, self.layout, r) for r in self.regions]).astype(np.float32)
+        return {**self.base[i], "mask": torch.from_numpy(masks)}
 
 
 class WithTwins(Dataset):

@@ -1,0 +1,229 @@
+"""ANT-GAN's downstream studies (Sun et al., Sec. IV-C to IV-E): does a pseudo-healthy image help?
+
+Three studies, each comparing *arms* that train the same network on different inputs or data:
+
+===================  =====================================================  ============================
+study                arms                                                   repeats
+===================  =====================================================  ============================
+``segmentation``     Plain UNet (x, x) / ANT-UNet (x, G_A2N(x)), Table V    5 folds, split by patient
+``classification``   Plain VGG (x, x) / ANT-VGG (x, G_A2N(x)), Table VI     5 folds, split by patient
+``augmentation``     AlexNet on dataset A / on dataset B, Table VII         5 draws of A
+===================  =====================================================  ============================
+
+Every run is an ordinary ``train`` command (:data:`STUDIES` holds them; the augmentation study
+passes its small datasets in memory, :func:`augmented_sets`), scored on its fold's held-out
+patients and appended to ``records/downstream.jsonl`` with its manifest: command, config, steps,
+training time, hardware, commit and scores. :func:`run_study` skips the runs already recorded
+with the same config (a study resumes), :func:`study_table` reads them back.
+
+The studies use a phantom of their own (``--data-seed 1``): ANT-GAN (``antgan``, the guide) was
+trained on the book's phantom (seed 0) and has seen none of these patients, as a model trained
+once and then used on new data would be.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import metrics as M
+from .config import RECORDS_DIR, runs_dir
+from .data import preprocess as pp
+from .engine import Trainer, git_commit, hardware
+from .evaluate import evaluate
+from .methods import get_method
+from .presets import add_train_arguments, train_config
+from .utils import OptionError, append_records
+
+RECORDS = RECORDS_DIR / "downstream.jsonl"
+GUIDE = "antgan"                                    #: the pseudo-healthy translator the studies use
+REGIONS = ("wt", "tc", "et")                        #: BraTS' whole tumour, tumour core, enhancing tumour
+DATA = "--subjects 40 --data-seed 1"
+
+#: study -> base ``train`` arguments, the arms (label -> extra arguments) and the repeats
+#: (folds, or draws of dataset A for the augmentation study)
+STUDIES = {
+    "segmentation": {"base": f"segmentor --preset cpu --steps 1600 {DATA} --folds 5 --set regions={','.join(REGIONS)}",
+                     "arms": {"Plain UNet": "--set guide=copy", "ANT-UNet": f"--set guide={GUIDE}"}, "repeats": 5},
+    "classification": {"base": f"classifier --preset cpu --steps 1000 --batch-size 16 --lr 1e-4 {DATA} --folds 5",
+                       "arms": {"Plain VGG": "--set guide=copy", "ANT-VGG": f"--set guide={GUIDE}"}, "repeats": 5},
+    "augmentation": {"base": f"classifier --preset cpu --steps 400 --batch-size 16 --lr 1e-4 {DATA} --set arch=alexnet",
+                     "arms": {"dataset A": "", "dataset B": ""}, "repeats": 5},
+}
+AUGMENT_N = 50                                      #: lesion and healthy slices in dataset A (the paper's 50 + 50)
+
+
+def study_config(study: str, arm: str, repeat: int, **changes):
+    """The :class:`~pseudohealthy_lib.engine.TrainConfig` and ``train`` command of one run."""
+    if study not in STUDIES:
+        raise OptionError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
+    s = STUDIES[study]
+    if arm not in s["arms"]:
+        raise OptionError(f"study {study} has no arm {arm!r}; its arms are {', '.join(s['arms'])}")
+    folds = " --fold %d" % repeat if "--folds" in s["base"] else f" --seed {repeat}"
+    command = f"{s['base']} {s['arms'][arm]}{folds}".split()
+    p = argparse.ArgumentParser(prog=f"study {study}")
+    add_train_arguments(p)
+    cfg = train_config(p.parse_args(command))
+    return (dataclasses.replace(cfg, **changes) if changes else cfg), " ".join(command)
+
+
+# ---------------------------------------------------------------------------------------------
+# scores
+
+
+@torch.no_grad()
+def region_dice(model, data, split: str = "test", batch_size: int = 32) -> dict:
+    """Dice of each region of a segmentor's ``regions`` option, per patient (the patient's slices
+    of ``split`` pooled, as a volume's Dice), then averaged over patients: ``dice_wt``, ...,
+    and ``by_subject`` (region -> subject -> Dice). A patient without the region, predicted or
+    true, is left out of that region's mean."""
+    from .data.layouts import region_mask
+
+    idx = data.select(split)
+    dev = next(model.nets.parameters()).device
+    probs = []
+    for s in range(0, len(idx), batch_size):
+        x = pp.to_tanh_range(torch.from_numpy(data.images[idx[s:s + batch_size]].astype(np.float32))[:, None])
+        probs.append(model.predict_regions(x.to(dev)).cpu().numpy())
+    pred = np.concatenate(probs) > 0.5
+    out, subjects = {"by_subject": {}}, data.subjects[idx]
+    for c, region in enumerate(model.region_names):
+        truth = region_mask(data.seg[idx], data.meta["layout"], region)
+        per = {str(s): M.dice(pred[subjects == s, c], truth[subjects == s], empty=np.nan) for s in sorted(set(subjects))}
+        out["by_subject"][region] = {s: v for s, v in per.items() if np.isfinite(v)}
+        out[f"dice_{region}"] = float(np.mean(list(out["by_subject"][region].values())))
+    return out
+
+
+def classification_scores(model, data, split: str = "test") -> dict:
+    """Precision, recall, F1, accuracy and ROC AUC of the lesion class on ``split``
+    (:func:`~pseudohealthy_lib.evaluate.evaluate`)."""
+    res = evaluate(model, data, split)
+    return {k: res[k] for k in ("precision", "recall", "f1", "accuracy", "roc_auc")}
+
+
+# ---------------------------------------------------------------------------------------------
+# the augmentation study's data
+
+
+@torch.no_grad()
+def augmented_sets(data, translator, n: int = AUGMENT_N, seed: int = 0, batch_size: int = 32):
+    """Datasets A and B of ANT-GAN's Table VII, from ``data``'s training patients.
+
+    A: ``n`` lesion and ``n`` healthy slices drawn (with ``seed``) from the ``'train'`` split. B: A,
+    plus ``translator``'s pseudo-abnormal images of A's healthy slices (direction ``'BA'``,
+    G_N2A: labelled lesion) and its pseudo-healthy images of A's lesion slices (``'AB'``, G_A2N:
+    labelled healthy). In both, every slice of the other patients is the ``'test'`` split.
+    Synthetic slices have empty masks (no true mask exists) and keep their source's patient.
+    """
+    rng = np.random.default_rng(seed)
+    pools = [data.select("train", label) for label in (1, 0)]
+    if min(map(len, pools)) < n:
+        raise OptionError(f"augmented_sets: the training split has {len(pools[0])} lesion and {len(pools[1])} healthy "
+                          f"slices; dataset A needs {n} of each")
+    lesion, healthy = (np.sort(rng.choice(p, n, replace=False)) for p in pools)
+    test = np.nonzero(data.split != "train")[0]
+    a = data.subset(np.concatenate([lesion, healthy, test]))
+    dev = next(translator.parameters()).device
+
+    def translate(idx, direction):
+        out = []
+        for s in range(0, len(idx), batch_size):
+            x = pp.to_tanh_range(torch.from_numpy(data.images[idx[s:s + batch_size]].astype(np.float32))[:, None])
+            out.append(pp.from_tanh_range(translator.translate(x.to(dev), direction).float()).clamp(0, 1)[:, 0].cpu().numpy())
+        return np.concatenate(out).astype(np.float16)
+
+    synth = data.subset(np.concatenate([healthy, lesion]))
+    images = np.concatenate([translate(healthy, "BA"), translate(lesion, "AB")])
+    changes = {"images": images, "labels": np.repeat(np.array([1, 0], data.labels.dtype), n),
+               "masks": np.zeros_like(synth.masks), "split": np.full(2 * n, "train", dtype=data.split.dtype)}
+    if synth.seg is not None:
+        changes["seg"] = np.zeros_like(synth.seg)
+    if synth.healthy is not None:
+        changes["healthy"] = images
+    synth = dataclasses.replace(synth, **changes)
+    arrays = {f.name: np.concatenate([getattr(a, f.name), getattr(synth, f.name)])
+              for f in dataclasses.fields(a) if isinstance(getattr(a, f.name), np.ndarray)}
+    return a, dataclasses.replace(a, **arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# running and reading a study
+
+
+def recorded(study: str | None = None) -> list[dict]:
+    """The records of ``study`` (all studies if None), oldest first."""
+    if not RECORDS.is_file():
+        return []
+    rows = [json.loads(line) for line in RECORDS.read_text().splitlines() if line.strip()]
+    return [r for r in rows if study is None or r["study"] == study]
+
+
+def run_study(study: str, repeats: int | None = None, arms=None, record: bool = True, **changes) -> list[dict]:
+    """Train and score every run of ``study`` not yet recorded (``repeats``: the first few folds
+    or draws only; ``changes``: config fields to override, e.g. ``steps=20`` for a smoke run,
+    which is then not recorded unless ``record``). Returns the new records."""
+    s = STUDIES.get(study) or {}
+    done = {(r["arm"], r["repeat"], json.dumps(r["config"], sort_keys=True)) for r in recorded(study)} if record else set()
+    guide, new = None, []
+    jobs = [(arm, k) for k in range(repeats or s.get("repeats", 0)) for arm in (arms or s.get("arms", ()))]
+    for arm, k in tqdm(jobs, desc=f"study {study}"):
+        cfg, command = study_config(study, arm, k, **changes)
+        key = (arm, k, json.dumps(dataclasses.asdict(cfg), sort_keys=True))
+        if key in done:
+            continue
+        data = None
+        if study == "augmentation":
+            from . import zoo
+            from .data import default
+
+            guide = guide or zoo.load_pretrained(GUIDE)
+            sets = augmented_sets(default.training_data(cfg, progress=False), guide, seed=k)
+            data = sets[arm == "dataset B"]
+        out = runs_dir() / f"study-{study}-{arm.replace(' ', '-')}-{k}" / ("smoke" if changes else "")
+        trainer = Trainer(cfg, out, method=get_method(cfg.method), data=data, progress=False)
+        trainer.fit()
+        model = trainer.method.eval()
+        scores = region_dice(model, trainer.data) if study == "segmentation" else classification_scores(model, trainer.data)
+        row = {"study": study, "arm": arm, "repeat": k, "command": f"python -m pseudohealthy_lib train {command}",
+               "config": dataclasses.asdict(cfg), "steps": trainer.step, "train_seconds": round(trainer.wall, 1),
+               "hardware": hardware(), "git_commit": git_commit(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **scores}
+        if record and not changes:
+            append_records(RECORDS, row)
+        new.append(row)
+    return new
+
+
+def study_table(study: str, keys=None, rows: list[dict] | None = None):
+    """Mean and standard deviation over repeats of each arm's scores (a pandas table), from the
+    records (or ``rows``); the latest record of each arm and repeat counts."""
+    import pandas as pd
+
+    latest = {(r["arm"], r["repeat"]): r for r in (rows if rows is not None else recorded(study))}
+    keys = keys or ([f"dice_{r}" for r in REGIONS] if study == "segmentation" else ["precision", "recall", "f1"])
+    table = {}
+    for arm in dict.fromkeys(a for a, _ in latest):
+        vals = pd.DataFrame([{k: r[k] for k in keys} for (a, _), r in sorted(latest.items()) if a == arm], dtype=float)
+        table[arm] = {("repeats", ""): len(vals), **{(k, "mean"): vals[k].mean() for k in keys},
+                      **{(k, "sd"): vals[k].std(ddof=1) for k in keys}}
+    return pd.DataFrame(table).T
+
+
+def paired_difference(study: str, key: str, a: str, b: str, rows: list[dict] | None = None) -> dict:
+    """``b - a`` on ``key``, paired by repeat (fold or draw): the mean difference, how many repeats
+    ``b`` wins, and the two-sided paired t-test's p over the repeats (scipy)."""
+    from scipy.stats import ttest_rel
+
+    latest = {(r["arm"], r["repeat"]): r[key] for r in (rows if rows is not None else recorded(study))}
+    reps = sorted(k for (arm, k) in latest if arm == a and (b, k) in latest)
+    if len(reps) < 2:
+        raise OptionError(f"paired_difference: {study} has {len(reps)} repeats with both {a!r} and {b!r}; need 2")
+    va, vb = np.array([latest[(a, k)] for k in reps]), np.array([latest[(b, k)] for k in reps])
+    p = float(ttest_rel(vb, va).pvalue) if np.any(vb != va) else 1.0
+    return {"mean_difference": float((vb - va).mean()), "wins": int((vb > va).sum()), "repeats": len(reps), "p": p}
