@@ -191,3 +191,23 @@ def test_a_smoke_study_trains_and_scores_each_fold(tiny_prepared, tmp_path, monk
     rows = D.run_study("segmentation", repeats=2, arms=["Plain UNet"], **small)
     assert [r["repeat"] for r in rows] == [0, 1] and all(0 <= r["dice_wt"] <= 1 for r in rows)
     assert rows[0]["steps"] == 2 and rows[0]["config"]["fold"] == 0 and rows[1]["config"]["fold"] == 1
+
+
+def test_difference_segmentation_perfect_random_and_inverted():
+    rng = np.random.default_rng(0)
+    masks = np.zeros((6, 16, 16), np.uint8)
+    masks[:3, 4:9, 4:9] = 1                                    # three lesion slices, three lesion-free ones
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    perfect = D.difference_segmentation(masks * 0.3, masks, labels)
+    assert perfect["dice_slices"] == 1.0 and perfect["auprc"] == pytest.approx(1.0)
+    assert np.all(perfect["dice"][perfect["thresholds"] < 0.3] == 1.0) and perfect["dice"][-1] == 0.0
+    noise = D.difference_segmentation(rng.random(masks.shape), masks, labels)
+    assert noise["auprc"] == pytest.approx(masks.mean(), abs=0.03)        # a random detector: the prevalence
+    inverted = D.difference_segmentation(1 - masks * 0.8, masks, labels)
+    assert inverted["auprc"] < masks.mean() + 0.01 and inverted["dice_slices"] < 0.2
+    # a map with a false alarm on a lesion-free slice: the per-slice Dice (lesion slices) does not see
+    # it, the pooled Dice does
+    alarm = masks * 0.8
+    alarm[4, :5, :5] = 0.8
+    r = D.difference_segmentation(alarm, masks, labels)
+    assert r["dice_slices"] == 1.0 and r["dice"][0] == pytest.approx(2 * 75 / (100 + 75))
