@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import metrics as M
-from .config import RECORDS_DIR, runs_dir
+from .config import RECORDS_DIR, cache_dir, runs_dir
 from .data import preprocess as pp
 from .engine import Trainer, git_commit, hardware
 from .evaluate import evaluate
@@ -218,7 +218,8 @@ def run_study(study: str, repeats: int | None = None, arms=None, record: bool = 
             guide = guide or zoo.load_pretrained(GUIDE)
             sets = augmented_sets(default.training_data(cfg, progress=False), guide, seed=k)
             data = sets[arm == "dataset B"]
-        out = runs_dir() / f"study-{study}-{arm.replace(' ', '-')}-{k}" / ("smoke" if changes else "")
+        # recorded runs beside the zoo's runs; changed ones (smoke runs, exercises) in the cache
+        out = (cache_dir() / "runs" if changes else runs_dir()) / f"study-{study}-{arm.replace(' ', '-')}-{k}"
         trainer = Trainer(cfg, out, method=get_method(cfg.method), data=data, progress=False)
         trainer.fit()
         model = trainer.method.eval()

@@ -85,7 +85,7 @@ class TrainConfig:
     data: str | None = None        # prepared .npz; None = the default phantom dataset
     subjects: int | None = None    # phantom subjects for the default data (None: library default)
     data_seed: int = 0             # seed of the default phantom (another seed = other subjects)
-    lesion: str = "glioma"         # lesion of the default phantom: glioma (BraTS-like) | stroke (ISLES-like)
+    lesion: str = "glioma"         # default phantom: glioma (BraTS-like) | stroke (ISLES-like) | liver (LiTS-like CT)
     modality: str = "flair"        # MR contrast of the default phantom: flair | t1 | t1ce | t2
     amp: str = "auto"              # auto | bf16 | fp16 | off
     channels_last: str = "auto"    # auto (on for CUDA) | on | off
@@ -130,9 +130,12 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
                 raise OptionError(f"{k} must be {what}, got {v!r}")
         for k, allowed in (("amp", ("auto", "bf16", "fp16", "off")), ("channels_last", ("auto", "on", "off")),
-                           ("lesion", ("glioma", "stroke")), ("modality", ("flair", "t1", "t1ce", "t2"))):
+                           ("lesion", ("glioma", "stroke", "liver")), ("modality", ("flair", "t1", "t1ce", "t2"))):
             if getattr(self, k) not in allowed:
                 raise OptionError(f"{k} must be one of {', '.join(allowed)}, got {getattr(self, k)!r}")
+        if self.lesion == "liver" and self.modality != "flair":
+            raise OptionError(f"modality {self.modality!r} is an MR contrast of the brain phantom; the liver phantom "
+                              "(lesion 'liver') is CT: leave modality unset")
         if not isinstance(self.options, dict):
             raise OptionError(f"options must be a dict of method options, got {self.options!r}")
 

@@ -180,8 +180,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--size", type=arg_at_least(1), default=None, help="image side for the default phantom data")
     p.add_argument("--subjects", type=arg_at_least(1), default=None, help="phantom subjects for the default data")
     p.add_argument("--data-seed", type=arg_at_least(0), default=None, help="seed of the default phantom (default 0)")
-    p.add_argument("--lesion", choices=["glioma", "stroke"], default=None,
-                   help="lesion of the default phantom data (default glioma)")
+    p.add_argument("--lesion", choices=["glioma", "stroke", "liver"], default=None,
+                   help="the default phantom data: glioma (default) or stroke brain MRI, or liver CT")
     p.add_argument("--modality", choices=["flair", "t1", "t1ce", "t2"], default=None,
                    help="MR contrast of the default phantom data (default flair)")
     p.add_argument("--seed", type=arg_at_least(0), default=None)

@@ -50,6 +50,9 @@ RECIPES = {
     # the judges of the other MR contrasts of the glioma phantom (SMILE trains on T2; ANT-GAN's Fig. 10)
     **{zoo.judge_name("glioma", m): f"segmentor --preset cpu --subjects 100 --data-seed 1 --modality {m} "
        "--set healthy_twins=true --set lambda_clean=0.2" for m in ("t1", "t1ce", "t2")},
+    # the judge of the liver CT phantom's translators (ANT-GAN's Fig. 11)
+    zoo.JUDGES["liver"]: "segmentor --preset cpu --subjects 100 --data-seed 1 --lesion liver --set healthy_twins=true "
+                         "--set lambda_clean=0.2",
     "cyclegan-resnet-mask": "cyclegan --preset cpu --set generator=resnet --set domain_b=mask",
     "cyclegan-unet-mask": "cyclegan --preset cpu --set generator=unet --set ngf=16 --set domain_b=mask",
     # ANT-GAN's ablation study (Fig. 5, Table IV): one preset, one seed
@@ -63,6 +66,9 @@ RECIPES = {
     **{f"antgan-sweep-lam{lam:g}": f"antgan --preset sweep --set lambda_am={lam:g}" for lam in (0, 0.01, 0.1, 1, 10, 100)},
     # a remedy for checkerboards, a labelled variant (the paper's transposed convs stay the default)
     "antgan-resize": "antgan --preset cpu --set upsample=resize",
+    # ANT-GAN on the other MR contrasts (Fig. 10) and on liver CT (Fig. 11), with the FLAIR recipe
+    **{f"antgan-{m}": f"antgan --preset cpu --modality {m}" for m in ("t1", "t1ce", "t2")},
+    "antgan-liver": "antgan --preset cpu --lesion liver",
     # PHS-GAN's Table 1 (chapter 6) on the glioma and the stroke phantom: the proposed settings with
     # three seeds each, and the paper's two baselines trained as it defines them (no identity or
     # keep term), with the same budget and widths. Cycle H-H starts from a real lesion pasted over

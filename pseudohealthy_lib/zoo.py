@@ -28,7 +28,7 @@ from .utils import DataError, atomic_path
 
 SEGMENTOR = "segmentor-phantom"     # f_pre, the judge of the healthiness metric (glioma phantom)
 #: The healthiness judge of each phantom lesion (translators trained on that lesion are judged by it).
-JUDGES = {"glioma": SEGMENTOR, "stroke": "segmentor-stroke"}
+JUDGES = {"glioma": SEGMENTOR, "stroke": "segmentor-stroke", "liver": "segmentor-liver"}
 
 
 def judge_name(lesion: str, modality: str = "flair") -> str:

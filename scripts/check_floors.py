@@ -34,7 +34,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--subjects", type=int, default=20)
     ap.add_argument("--floors", choices=sorted(FLOOR_SETS), default="antgan")
-    ap.add_argument("--lesion", choices=["glioma", "stroke"], default="glioma")
+    ap.add_argument("--lesion", choices=["glioma", "stroke", "liver"], default="glioma")
     ap.add_argument("--modality", choices=["flair", "t1", "t1ce", "t2"], default="flair")
     ap.add_argument("--judge", default=None, help="zoo segmentor that judges healthiness (default: the zoo's judge of --lesion)")
     a = ap.parse_args(argv)

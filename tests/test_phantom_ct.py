@@ -138,3 +138,20 @@ def test_write_case_returns_volume_path(tmp_path):
     assert path == tmp_path / "volume-7.nii.gz"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["healthy-7.nii.gz", "segmentation-7.nii.gz",
                                                            "volume-7.nii.gz"]
+
+
+def test_lesion_liver_trains_on_the_ct_phantom(tmp_path, monkeypatch):
+    from pseudohealthy_lib import presets
+    from pseudohealthy_lib.data import default
+    from pseudohealthy_lib.utils import OptionError
+
+    monkeypatch.setenv("PH_CACHE", str(tmp_path))
+    cfg = presets.config("antgan", "fast", lesion="liver", subjects=3, size=64)
+    data = default.training_data(cfg, progress=False)
+    assert data.meta["layout"] == "lits" and data.meta["modality"] == "ct" and data.meta["n_slices"] is None
+    assert len(set(data.subjects.tolist())) == 3 and data.has_ground_truth
+    assert data.images.shape[1:] == (64, 64) and data.labels.any() and not data.labels.all()
+    # every slice of the volume is kept: 48 per case, but for slices whose tumour is too small to count
+    assert len(data) <= 3 * phantom_ct.SHAPE[2] and len(data) > 2 * phantom_ct.SHAPE[2]
+    with pytest.raises(OptionError, match="the liver phantom"):
+        presets.config("antgan", "fast", lesion="liver", modality="t2").check()

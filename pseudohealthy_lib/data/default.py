@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import cache_dir, fast_mode
-from . import phantom
+from . import phantom, phantom_ct
 from .prepared import prepare
 
 TEACHING_SUBJECTS = 40
@@ -23,8 +23,14 @@ def default_subjects() -> int:
 
 def phantom_volumes(subjects: int | None = None, lesion: str = "glioma", seed: int = 0,
                     modalities=phantom.MODALITIES, progress: bool = True) -> Path:
-    """Folder of phantom volumes (BraTS layout), generated if missing (resumes if interrupted)."""
+    """Folder of phantom volumes, generated if missing (resumes if interrupted): the brain
+    phantom in the BraTS layout (``lesion`` ``'glioma'`` or ``'stroke'``), or for ``'liver'`` the
+    liver CT phantom in the LiTS layout (:mod:`~pseudohealthy_lib.data.phantom_ct`)."""
     subjects = subjects or default_subjects()
+    if lesion == "liver":
+        out = cache_dir() / f"phantom-ct-v{phantom_ct.VERSION}-seed{seed}"
+        phantom_ct.generate(out, subjects, seed, progress=progress)
+        return out
     out = cache_dir() / f"phantom-v{phantom.VERSION}-{lesion}-seed{seed}"
     phantom.generate(out, subjects, seed, lesion, modalities, progress=progress)
     return out
@@ -32,9 +38,14 @@ def phantom_volumes(subjects: int | None = None, lesion: str = "glioma", seed: i
 
 def phantom_dataset(subjects: int | None = None, lesion: str = "glioma", seed: int = 0,
                     modality: str = "flair", size: int = 128, progress: bool = True, **prepare_kw) -> Path:
-    """Prepared ``.npz`` of the first ``subjects`` phantom subjects, made once and cached."""
+    """Prepared ``.npz`` of the first ``subjects`` phantom subjects, made once and cached. The
+    liver CT phantom (``lesion='liver'``) is CT whatever ``modality`` says, windowed for soft
+    tissue (W400/L40), every axial slice kept."""
     subjects = subjects or default_subjects()
     vols = phantom_volumes(subjects, lesion, seed, progress=progress)
+    if lesion == "liver":
+        modality = "ct"
+        prepare_kw.setdefault("n_slices", None)
     out = vols.with_name(f"{vols.name}-n{subjects}-{modality}-{size}.npz")
     if not out.is_file():
         prepare(vols, out, modality=modality, size=size, max_cases=subjects, seed=seed,
@@ -44,7 +55,8 @@ def phantom_dataset(subjects: int | None = None, lesion: str = "glioma", seed: i
 
 def training_data(cfg, progress: bool = True):
     """The prepared slices a training config names: its ``data`` file, else the default phantom
-    of its ``subjects``, ``data_seed``, ``lesion``, ``modality`` and ``size`` (made and cached on first use)."""
+    of its ``subjects``, ``data_seed``, ``lesion``, ``modality`` and ``size`` (made and cached on
+    first use; ``lesion='liver'``: the liver CT phantom)."""
     from .prepared import load_prepared
 
     return load_prepared(cfg.data or phantom_dataset(cfg.subjects, cfg.lesion, seed=cfg.data_seed,

@@ -69,6 +69,7 @@ from .nifti import save_volume
 from .phantom import lesion_support as brain_lesion_support
 from .phantom import output_folder
 
+VERSION = 1                     #: bump when the generated voxels change (names the cache folders)
 SHAPE = (256, 256, 48)          # voxels (x: right, y: anterior, z: superior)
 SPACING = (1.5, 1.5, 2.5)       # mm, a typical LiTS resolution
 LESION_MARGIN = 2               #: how far, in voxels, the tumour may change the image (PV blur radius)
