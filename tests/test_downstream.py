@@ -1,7 +1,5 @@
 """ANT-GAN's downstream studies: the classifiers, the guided segmentor, the augmented datasets
 and the tables (pseudohealthy_lib.downstream)."""
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
