@@ -1,5 +1,4 @@
 """Every bad input gets an error that names the file and the problem."""
-import gzip
 
 import numpy as np
 import pytest

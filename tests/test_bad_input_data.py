@@ -496,7 +496,7 @@ def test_nii_and_nii_gz_of_one_image_are_refused(gt_data, tmp_path, cli):
     img = nib.load(str(f))
     save_volume(np.asarray(img.dataobj), img.affine, f.with_name(f.name[:-3]))
     assert_error(cli("prepare", "--data", gt_data, "--out", tmp_path / "p.npz"),
-                 rf"error: Brats18_A_1_flair is there 2 times: .*_flair\.nii\.gz, .*_flair\.nii; keep one")
+                 r"error: Brats18_A_1_flair is there 2 times: .*_flair\.nii\.gz, .*_flair\.nii; keep one")
 
 
 @pytest.mark.parametrize("stem", ["volume-0", "segmentation-0"])
@@ -590,7 +590,7 @@ def test_user_errors_get_one_line(gt_data, tmp_path, monkeypatch, cli, error):
         raise error(f"{tmp_path}/x: not allowed")
 
     monkeypatch.setattr(prepared, "prepare", refuse)
-    assert_error(cli("prepare", "--data", gt_data, "--out", tmp_path / "p.npz"), rf"^error: .*/x: not allowed\n$")
+    assert_error(cli("prepare", "--data", gt_data, "--out", tmp_path / "p.npz"), r"^error: .*/x: not allowed\n$")
 
 
 # ----------------------------------------------------------------------------- fault tests: kill and rerun

@@ -1,5 +1,4 @@
 """The lesion segmentor that judges healthiness: its losses, options and post-processing."""
-import numpy as np
 import pytest
 import torch
 
