@@ -233,9 +233,10 @@ def run_study(study: str, repeats: int | None = None, arms=None, record: bool = 
     return new
 
 
-def study_table(study: str, keys=None, rows: list[dict] | None = None):
+def study_table(study: str, keys=None, rows: list[dict] | None = None, paper: dict | None = None):
     """Mean and standard deviation over repeats of each arm's scores (a pandas table), from the
-    records (or ``rows``); the latest record of each arm and repeat counts."""
+    records (or ``rows``); the latest record of each arm and repeat counts. ``paper`` (arm ->
+    score -> value) adds the paper's numbers as a third column per score."""
     import pandas as pd
 
     latest = {(r["arm"], r["repeat"]): r for r in (rows if rows is not None else recorded(study))}
@@ -244,8 +245,10 @@ def study_table(study: str, keys=None, rows: list[dict] | None = None):
     for arm in dict.fromkeys(a for a, _ in latest):
         vals = pd.DataFrame([{k: r[k] for k in keys} for (a, _), r in sorted(latest.items()) if a == arm], dtype=float)
         table[arm] = {("repeats", ""): len(vals), **{(k, "mean"): vals[k].mean() for k in keys},
-                      **{(k, "sd"): vals[k].std(ddof=1) for k in keys}}
-    return pd.DataFrame(table).T
+                      **{(k, "sd"): vals[k].std(ddof=1) for k in keys},
+                      **{(k, "paper"): (paper or {}).get(arm, {}).get(k, np.nan) for k in keys if paper}}
+    table = pd.DataFrame(table).T
+    return table[[("repeats", "")] + [(k, c) for k in keys for c in ("mean", "sd", "paper") if (k, c) in table]]
 
 
 def paired_difference(study: str, key: str, a: str, b: str, rows: list[dict] | None = None) -> dict:

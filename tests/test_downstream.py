@@ -160,6 +160,9 @@ def test_study_table_and_paired_difference_by_hand():
     t = D.study_table("classification", rows=rows)
     assert t.loc["ANT-VGG", ("f1", "mean")] == pytest.approx(0.7)
     assert t.loc["Plain VGG", ("f1", "sd")] == pytest.approx(0.1)
+    with_paper = D.study_table("classification", rows=rows, paper={"ANT-VGG": {"f1": 0.917}})
+    assert with_paper.loc["ANT-VGG", ("f1", "paper")] == 0.917 and np.isnan(with_paper.loc["Plain VGG", ("f1", "paper")])
+    assert list(with_paper.columns[:4]) == [("repeats", ""), ("precision", "mean"), ("precision", "sd"), ("precision", "paper")]
     d = D.paired_difference("classification", "f1", "Plain VGG", "ANT-VGG", rows=rows)
     diffs = np.array([0.1, 0.2, 0.0])
     t_stat = diffs.mean() / (diffs.std(ddof=1) / np.sqrt(3))

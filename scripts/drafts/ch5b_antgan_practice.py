@@ -139,11 +139,7 @@ which records each run with its training command, time and hardware:
 code(r"""
 PAPER_V = {"Plain UNet": {"dice_et": 0.7544, "dice_wt": 0.8760, "dice_tc": 0.7753},
            "ANT-UNet": {"dice_et": 0.7777, "dice_wt": 0.8910, "dice_tc": 0.7977}}
-table5 = downstream.study_table("segmentation")
-for arm, vals in PAPER_V.items():
-    for k, v in vals.items():
-        table5.loc[arm, (k, "paper")] = v
-table5.sort_index(axis=1).round(3)
+downstream.study_table("segmentation", paper=PAPER_V).round(3)
 """)
 
 code(r"""
@@ -193,13 +189,9 @@ print(f"VGG-11 at width {o['width']} (torchvision: 64), {o['hidden']} hidden uni
 code(r"""
 PAPER_VI = {"Plain VGG": {"precision": 0.8941, "recall": 0.8986, "f1": 0.896},
             "ANT-VGG": {"precision": 0.9235, "recall": 0.9096, "f1": 0.917}}
-table6 = downstream.study_table("classification")
-for arm, vals in PAPER_VI.items():
-    for k, v in vals.items():
-        table6.loc[arm, (k, "paper")] = v
 tests6 = {k: downstream.paired_difference("classification", k, "Plain VGG", "ANT-VGG") for k in ("precision", "recall", "f1")}
 glue("table6_verdict", verdict(tests6, {k: k for k in tests6}), display=False)
-table6.sort_index(axis=1).round(3)
+downstream.study_table("classification", paper=PAPER_VI).round(3)
 """)
 
 md(r"""
@@ -230,15 +222,11 @@ fig = viz.image_grid(rows, ["healthy slice $x$", "$G_{N2A}(x)$: synthetic lesion
 code(r"""
 PAPER_VII = {"dataset A": {"precision": 0.6556, "recall": 0.6336, "f1": 0.644},
              "dataset B": {"precision": 0.7719, "recall": 0.7794, "f1": 0.776}}
-table7 = downstream.study_table("augmentation")
-for arm, vals in PAPER_VII.items():
-    for k, v in vals.items():
-        table7.loc[arm, (k, "paper")] = v
 tests7 = {k: downstream.paired_difference("augmentation", k, "dataset A", "dataset B") for k in ("precision", "recall", "f1")}
 glue("table7_verdict", verdict(tests7, {k: k for k in tests7}).replace("plain network", "network trained on A"), display=False)
 glue("table7_f1", f"{tests7['f1']['mean_difference']:+.3f} (B wins {tests7['f1']['wins']} of {tests7['f1']['repeats']} draws)",
      display=False)
-table7.sort_index(axis=1).round(3)
+downstream.study_table("augmentation", paper=PAPER_VII).round(3)
 """)
 
 md(r"""
