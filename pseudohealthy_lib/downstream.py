@@ -215,7 +215,8 @@ def run_study(study: str, repeats: int | None = None, arms=None, record: bool = 
             from . import zoo
             from .data import default
 
-            guide = guide or zoo.load_pretrained(GUIDE)
+            if guide is None:
+                guide = zoo.load_pretrained(GUIDE)
             sets = augmented_sets(default.training_data(cfg, progress=False), guide, seed=k)
             data = sets[arm == "dataset B"]
         # recorded runs beside the zoo's runs; changed ones (smoke runs, exercises) in the cache
