@@ -146,7 +146,7 @@ def test_bad_train_options(tiny_prepared, tmp_path, cli, args, message):
     (["--size", "0"], r"argument --size: must be at least 1, got 0"),
     (["--subjects", "0"], r"argument --subjects: must be at least 1, got 0"),
     (["--data-seed", "-3"], r"argument --data-seed: must be at least 0, got -3"),
-    (["--lesion", "tumour"], r"argument --lesion: invalid choice: 'tumour' \(choose from '?glioma'?, '?stroke'?\)"),
+    (["--lesion", "tumour"], r"argument --lesion: invalid choice: 'tumour' \(choose from '?glioma'?, '?stroke'?, '?liver'?\)"),
     (["--size", "30"], r"error: the default phantom data \(size 30\): images of 30x30 do not suit antgan: "
                        r"the ResNet generator needs sides divisible by 4"),
 ])
@@ -227,7 +227,7 @@ def test_variant_applies_its_table(tiny_prepared, tmp_path, cli):
     ({"beta1": 1.0}, r"beta1 must be a number in \[0, 1\), got 1.0"),
     ({"decay_from": 1.5}, r"decay_from must be a number in \[0, 1\], got 1.5"),
     ({"amp": "fp8"}, r"amp must be one of auto, bf16, fp16, off, got 'fp8'"),
-    ({"lesion": "tumour"}, r"lesion must be one of glioma, stroke, got 'tumour'"),
+    ({"lesion": "tumour"}, r"lesion must be one of glioma, stroke, liver, got 'tumour'"),
     ({"seed": -1}, r"seed must be a whole number of at least 0, got -1"),
     ({"options": {"ngf": "8"}}, r"antgan option ngf: expected a whole number of at least 1, got '8'"),
     ({"options": {"use_nc": "False"}}, r"antgan option use_nc: expected true or false, got 'False'"),

@@ -5,8 +5,8 @@
 * Sec. IV-E, Table VII: AlexNet on one channel, trained on a small dataset with or without
   ANT-GAN's synthetic slices (:func:`pseudohealthy_lib.downstream.augmented_sets`).
 
-The networks are :class:`~pseudohealthy_lib.networks.VGG` (VGG-11) and
-:class:`~pseudohealthy_lib.networks.AlexNet`, torchvision's layers at a width set by options.
+The networks are :class:`~pseudohealthy_lib.networks.classifiers.VGG` (VGG-11) and
+:class:`~pseudohealthy_lib.networks.classifiers.AlexNet`, torchvision's layers at a width set by options.
 Training minimises the cross-entropy of the slice label (1: the slice has a lesion)::
 
     L = CE(f(inputs(x)), label)                                   (cross-entropy, 2 classes)

@@ -15,11 +15,11 @@ Two options make it ANT-GAN's downstream segmentor (Sun et al., Sec. IV-C, Table
   ``'copy'``: the image twice, (x, x), the paper's *Plain UNet*; a zoo name of a pseudo-healthy
   translator: (x, G_A2N(x)), the paper's *ANT-UNet*. Both two-channel nets have the same number
   of parameters, so only the information differs. The guide is loaded from the zoo, frozen and
-  run inside :meth:`Segmentor.predict`; it is not part of the checkpoint.
+  run inside ``Segmentor.predict``; it is not part of the checkpoint.
 * ``regions``: ``'lesion'`` (one output, the prepared file's lesion mask) or sub-regions of the
   data's label layout separated by commas, e.g. ``'wt,tc,et'`` for BraTS' whole tumour, tumour core
   and enhancing tumour (one sigmoid output each, as they are nested); the first is the lesion that
-  :meth:`Segmentor.predict` returns, :meth:`Segmentor.predict_regions` gives them all.
+  ``Segmentor.predict`` returns, ``Segmentor.predict_regions`` gives them all.
 """
 from __future__ import annotations
 

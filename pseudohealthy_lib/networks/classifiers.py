@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from torch import nn
 
-#: VGG-11 ("configuration A" of Simonyan and Zisserman): output channels as multiples of the
-#: first layer's width, "M" a 2x2 max-pool
+#: The layers of VGG-11, configuration A of Simonyan and Zisserman, each a number of output
+#: channels as a multiple of the first layer's width, or "M" for a 2x2 max-pool
 VGG11 = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")
 
 
