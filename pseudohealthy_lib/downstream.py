@@ -35,7 +35,7 @@ from . import metrics as M
 from .config import RECORDS_DIR, cache_dir, runs_dir
 from .data import preprocess as pp
 from .engine import Trainer, git_commit, hardware
-from .evaluate import evaluate
+from .evaluate import _run, evaluate
 from .methods import get_method
 from .presets import add_train_arguments, train_config
 from .utils import OptionError, append_records
@@ -164,12 +164,9 @@ def augmented_sets(data, translator, n: int = AUGMENT_N, seed: int = 0, batch_si
     a = data.subset(np.concatenate([lesion, healthy, test]))
     dev = next(translator.parameters()).device
 
-    def translate(idx, direction):
-        out = []
-        for s in range(0, len(idx), batch_size):
-            x = pp.to_tanh_range(torch.from_numpy(data.images[idx[s:s + batch_size]].astype(np.float32))[:, None])
-            out.append(pp.from_tanh_range(translator.translate(x.to(dev), direction).float()).clamp(0, 1)[:, 0].cpu().numpy())
-        return np.concatenate(out).astype(np.float16)
+    def translate(idx, direction):                     # evaluate's batched runner: [0, 1] in and out
+        fn = lambda t: translator.translate(t, direction)  # noqa: E731
+        return _run(fn, data.images[idx].astype(np.float32), dev, batch_size)[0].astype(np.float16)
 
     synth = data.subset(np.concatenate([healthy, lesion]))
     images = np.concatenate([translate(healthy, "BA"), translate(lesion, "AB")])
