@@ -28,7 +28,7 @@ from pseudohealthy_lib import DataError, presets, zoo
 from pseudohealthy_lib.__main__ import main
 from pseudohealthy_lib.presets import parse_value as _value
 from pseudohealthy_lib.data import load_prepared
-from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, TrainingDiverged, read_history
+from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, TrainingDiverged, pick_precision, read_history
 from pseudohealthy_lib.methods import ANTGAN, get_method
 from pseudohealthy_lib.utils import OptionError
 from cli_helpers import assert_error, group_members, run_cli, temps, trainer
@@ -344,7 +344,8 @@ def test_resuming_another_methods_run(tiny_prepared, segmentor_dir, tmp_path, cl
 
 
 @pytest.mark.parametrize("args, differ", [
-    (["--amp", "off"], r"\(amp, precision\): amp: 'auto' there, 'off' now; precision: torch.bfloat16 there, None now"),
+    (["--amp", "bf16"], r"\(amp, precision\): amp: 'auto' there, 'bf16' now; precision: None there, torch.bfloat16 now"
+     if pick_precision(torch.device("cpu"), "auto") is None else r"\(amp\): amp: 'auto' there, 'bf16' now"),
     (["--set", "ngf=4"], r"\(options\): option ngf: 8 there, 4 now"),
     (["--set", "use_ac=false"], r"\(options\): option use_ac: True there, False now"),
     (["--variant", "gan"], r"\(options\): option lambda_am: 10.0 there, 0.0 now; option shortcut: True there, False"),
