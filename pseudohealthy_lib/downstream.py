@@ -224,7 +224,7 @@ def run_study(study: str, repeats: int | None = None, arms=None, record: bool = 
         scores = region_dice(model, trainer.data) if study == "segmentation" else classification_scores(model, trainer.data)
         row = {"study": study, "arm": arm, "repeat": k, "command": f"python -m pseudohealthy_lib train {command}",
                "config": dataclasses.asdict(cfg), "steps": trainer.step, "train_seconds": round(trainer.wall, 1),
-               "precision": str(trainer.dtype), "hardware": hardware(), "git_commit": git_commit(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **scores}
+               "dtype": str(trainer.dtype), "hardware": hardware(), "git_commit": git_commit(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **scores}
         if record and not changes:
             append_records(RECORDS, row)
         new.append(row)

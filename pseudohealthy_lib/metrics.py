@@ -74,6 +74,24 @@ def tissue_mask(image, eps: float = 1e-3) -> np.ndarray:
     return _np(image) > eps
 
 
+def contrast_to_noise(images, lesion, tissue) -> float:
+    """Contrast-to-noise ratio of a lesion: how many standard deviations of the surrounding
+    tissue separate the lesion's mean intensity from the tissue's::
+
+        CNR = (mean(x[lesion]) - mean(x[tissue \\ lesion])) / std(x[tissue \\ lesion])
+
+    ``images``, ``lesion`` and ``tissue`` of one shape (pixels pooled over every slice given).
+    Positive: the lesion is brighter (FLAIR), negative: darker (hypodense CT tumours); 0: the
+    intensity alone cannot see it. ``nan`` if either region is empty or the tissue is flat.
+    """
+    x = _np(images).astype(np.float64)
+    les = _np(lesion) > 0.5
+    bg = (_np(tissue) > 0.5) & ~les
+    if not les.any() or bg.sum() < 2 or x[bg].std() == 0:
+        return float("nan")
+    return float((x[les].mean() - x[bg].mean()) / x[bg].std())
+
+
 # ---------------------------------------------------------------------------------------------
 # pseudo-healthy synthesis metrics (PHS-GAN Sec. 4.2, SMILE, BraTS 2023 inpainting)
 

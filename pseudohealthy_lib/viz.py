@@ -88,15 +88,22 @@ def plot_history(history: list[dict], keys: list[str], ax=None, smooth: int = 25
     return ax
 
 
-def image_grid(rows, col_titles=None, row_titles=None, cmap="gray", vmin=0.0, vmax=1.0, size=1.8, suptitle=None):
-    """A grid of 2-D images: ``rows[r][c]``; returns the figure. ``cmap`` may be one per column."""
+def image_grid(rows, col_titles=None, row_titles=None, cmap="gray", vmin=0.0, vmax=1.0, size=1.8, suptitle=None,
+               ranges=None, colorbar=()):
+    """A grid of 2-D images: ``rows[r][c]``; returns the figure. ``cmap`` may be one per column;
+    ``ranges`` maps a column to its own (vmin, vmax) (e.g. a difference map's (0, 0.5));
+    ``colorbar`` lists the columns whose panels get a colour bar (difference maps should)."""
     n_r, n_c = len(rows), len(rows[0])
     fig, axes = plt.subplots(n_r, n_c, figsize=(size * n_c, size * n_r + 0.4), squeeze=False)
     cmaps = cmap if isinstance(cmap, (list, tuple)) else [cmap] * n_c
+    ranges = ranges or {}
     for r, row in enumerate(rows):
         for c, im in enumerate(row):
             ax = axes[r, c]
-            ax.imshow(im, cmap=cmaps[c], vmin=vmin, vmax=vmax, interpolation="nearest")
+            lo, hi = ranges.get(c, (vmin, vmax))
+            shown = ax.imshow(im, cmap=cmaps[c], vmin=lo, vmax=hi, interpolation="nearest")
+            if c in colorbar:
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
             ax.set_xticks([]), ax.set_yticks([])
             for s in ax.spines.values():
                 s.set_visible(False)

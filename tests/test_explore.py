@@ -138,3 +138,18 @@ def test_show_code_displays_the_library_source(capsys):
         D.display = orig
     assert len(shown) == 1 and isinstance(shown[0], Code)
     assert "pseudohealthy_lib/losses.py" in shown[0].data and "def cycle_loss" in shown[0].data
+
+
+def test_image_grid_colour_bars_and_column_ranges():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pseudohealthy_lib import viz
+
+    img, diff = np.random.default_rng(0).random((16, 16)), np.full((16, 16), 0.2)
+    fig = viz.image_grid([[img, diff], [img, diff]], ["image", "|difference|"], ranges={1: (0, 0.5)}, colorbar=(1,))
+    panels = [ax for ax in fig.axes if ax.images]
+    bars = [ax for ax in fig.axes if not ax.images]
+    assert len(panels) == 4 and len(bars) == 2                  # one colour bar per row, column 1 only
+    assert [ax.images[0].get_clim() for ax in panels] == [(0, 1), (0, 0.5)] * 2
+    plt.close(fig)

@@ -118,3 +118,26 @@ def test_error_removed():
     assert M.error_removed(0.25 * x, x, truth, region) == pytest.approx(0.75)
     assert M.error_removed(2 * x, x, truth, region) == pytest.approx(-1.0)   # made it worse
     assert np.isnan(M.error_removed(x, x, truth, np.zeros_like(x)))
+
+
+def test_contrast_to_noise_on_hand_made_images():
+    rng = np.random.default_rng(0)
+    x = 0.4 + 0.05 * rng.standard_normal((4, 32, 32))           # tissue: mean 0.4, sd 0.05
+    tissue = np.ones_like(x, bool)
+    tissue[:, :, :4] = False                                   # a background strip that must not count
+    x[:, :, :4] = 0.0
+    lesion = np.zeros_like(tissue)
+    lesion[:, 10:16, 10:16] = True
+    bright, dark, hidden = x.copy(), x.copy(), x.copy()
+    bright[lesion] += 0.25                                     # 5 sd brighter
+    dark[lesion] -= 0.10                                       # 2 sd darker
+    bg = tissue & ~lesion
+    assert M.contrast_to_noise(bright, lesion, tissue) == pytest.approx(
+        (bright[lesion].mean() - bright[bg].mean()) / bright[bg].std())
+    assert M.contrast_to_noise(bright, lesion, tissue) == pytest.approx(5.0, abs=0.4)
+    assert M.contrast_to_noise(dark, lesion, tissue) == pytest.approx(-2.0, abs=0.4)
+    assert abs(M.contrast_to_noise(hidden, lesion, tissue)) < 0.5       # invisible in the intensity: scores badly
+    # the background strip is excluded: counting it as tissue would inflate the sd and shrink the CNR
+    assert M.contrast_to_noise(bright, lesion, np.ones_like(tissue)) < 3
+    assert np.isnan(M.contrast_to_noise(bright, np.zeros_like(lesion), tissue))
+    assert np.isnan(M.contrast_to_noise(np.full_like(x, 0.4), lesion, tissue))
