@@ -136,3 +136,17 @@ def test_paired_dataset(phantom_prepared):
     assert len(PairedDataset(p, "train")) == len(p.select("train"))
     with pytest.raises(ValueError, match="no split 'nope'"):
         PairedDataset(p, "nope")
+
+
+def test_phantom_dataset_names_a_file_per_preparation(tmp_path, monkeypatch):
+    """Other prepare() options (a CT window) must not be served the default's cached file."""
+    from pseudohealthy_lib.data import default
+
+    made = []
+    monkeypatch.setattr(default, "phantom_volumes", lambda subjects, lesion, seed, progress=True: tmp_path / f"v-{lesion}")
+    monkeypatch.setattr(default, "prepare", lambda vols, out, **kw: made.append((out.name, kw)) or out.touch())
+    plain = default.phantom_dataset(4, "liver")
+    narrow = default.phantom_dataset(4, "liver", window=(60, 150))
+    assert plain.name == "v-liver-n4-ct-128.npz" and narrow.name == "v-liver-n4-ct-128-window60x150.npz"
+    assert made[1][1]["window"] == (60, 150) and made[0][1]["n_slices"] is None
+    assert default.phantom_dataset(4, "liver") == plain and len(made) == 2      # cached: not prepared again

@@ -40,13 +40,17 @@ def phantom_dataset(subjects: int | None = None, lesion: str = "glioma", seed: i
                     modality: str = "flair", size: int = 128, progress: bool = True, **prepare_kw) -> Path:
     """Prepared ``.npz`` of the first ``subjects`` phantom subjects, made once and cached. The
     liver CT phantom (``lesion='liver'``) is CT whatever ``modality`` says, windowed for soft
-    tissue (W400/L40), every axial slice kept."""
+    tissue (W400/L40), every axial slice kept. ``prepare_kw`` go to
+    :func:`~pseudohealthy_lib.data.prepared.prepare` (e.g. ``window=(60, 150)``, level and width in
+    HU) and name their own cached file."""
     subjects = subjects or default_subjects()
     vols = phantom_volumes(subjects, lesion, seed, progress=progress)
     if lesion == "liver":
         modality = "ct"
         prepare_kw.setdefault("n_slices", None)
-    out = vols.with_name(f"{vols.name}-n{subjects}-{modality}-{size}.npz")
+    extra = "".join(f"-{k}{'x'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"   # e.g. -window60x150
+                    for k, v in sorted(prepare_kw.items()) if not (lesion == "liver" and k == "n_slices" and v is None))
+    out = vols.with_name(f"{vols.name}-n{subjects}-{modality}-{size}{extra}.npz")
     if not out.is_file():
         prepare(vols, out, modality=modality, size=size, max_cases=subjects, seed=seed,
                 progress=progress, **prepare_kw)
