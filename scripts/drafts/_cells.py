@@ -9,10 +9,14 @@ def md(s):
     CELLS.append(new_markdown_cell(s.strip("\n")))
 
 
-def code(s, tags=None):
-    c = new_code_cell(s.strip("\n"))
+def code(s, tags=None, figure=None, check=False):
+    """A code cell; ``figure=(name, caption)`` numbers and captions its one image (myst-nb), ``check``
+    makes nbval compare its output (the same in fast mode: records, configs, hand-made cases)."""
+    c = new_code_cell(("# NBVAL_CHECK_OUTPUT\n" if check else "") + s.strip("\n"))
     if tags:
         c.metadata["tags"] = tags
+    if figure:
+        c.metadata["mystnb"] = {"figure": {"name": figure[0], "caption": figure[1]}}
     CELLS.append(c)
 
 

@@ -81,7 +81,9 @@ a.axvline(0.1, color="grey", ls=":", label="the paper's threshold 0.1")
 a.set(xlabel="threshold", ylabel="Dice, pooled over all slices", title="binarised at a threshold")
 b.set(xlabel="recall", ylabel="precision", title="as a pixel-wise detector")
 a.legend(); b.legend(); fig.tight_layout()
-""")
+""", figure=("fig-05b-fig9-curves", "The absolute difference |x − G_A2N(x)| as a lesion segmentation on the studies' phantom: "
+             "Dice pooled over all slices at each threshold (left) and precision against recall of the pixel-wise detector "
+             "(right), beside the FLAIR intensity used as the score."))
 
 code(r"""
 picks = explore.spread_cases(data, "test", 3)
@@ -89,7 +91,9 @@ rows = [[x[i], out[i], diff[i], (diff[i] > 0.1).astype(np.float32), masks[i].ast
 fig = viz.image_grid(rows, ["input $x$", "$G_{A2N}(x)$", "$|x - G_{A2N}(x)|$", "binarised at 0.1", "true mask"],
                      size=2.3, cmap=["gray", "gray", "magma", "gray", "gray"], ranges={2: (0, 0.5)}, colorbar=(2,),
                      suptitle="The difference map as a segmentation (the paper's Fig. 9)")
-""")
+""", figure=("fig-05b-fig9-cases", "Three test lesions of the studies' phantom, from large to small: input, ANT-GAN's "
+             "output, the absolute difference (colour bar in intensity units), the difference binarised at the paper's 0.1, "
+             "and the true lesion mask."))
 
 code(r"""
 d, f = seg["ANT-GAN difference"], seg["FLAIR intensity"]
@@ -141,12 +145,12 @@ code(r"""
 PAPER_V = {"Plain UNet": {"dice_et": 0.7544, "dice_wt": 0.8760, "dice_tc": 0.7753},
            "ANT-UNet": {"dice_et": 0.7777, "dice_wt": 0.8910, "dice_tc": 0.7977}}
 downstream.study_table("segmentation", paper=PAPER_V).round(3)
-""")
+""", check=True)
 
 code(r"""
 tests5 = {r: downstream.paired_difference("segmentation", f"dice_{r}", "Plain UNet", "ANT-UNet") for r in downstream.REGIONS}
 pd.DataFrame(tests5).T.rename_axis("region").round(4)
-""")
+""", check=True)
 
 code(r"""
 def verdict(tests, names):
@@ -214,7 +218,7 @@ PAPER_VI = {"Plain VGG": {"precision": 0.8941, "recall": 0.8986, "f1": 0.896},
 tests6 = {k: downstream.paired_difference("classification", k, "Plain VGG", "ANT-VGG") for k in ("precision", "recall", "f1")}
 glue("table6_verdict", verdict(tests6, {k: k for k in tests6}), display=False)
 downstream.study_table("classification", paper=PAPER_VI).round(3)
-""")
+""", check=True)
 
 md(r"""
 ANT-VGG better than Plain VGG {glue:text}`table6_verdict`.
@@ -239,7 +243,8 @@ rows = [[b.images[s].astype(np.float32), b.images[t].astype(np.float32), b.image
         for s, t, r in zip(source, synth_lesion, real_lesion)]
 fig = viz.image_grid(rows, ["healthy slice $x$", "$G_{N2A}(x)$: synthetic lesion", "a real lesion slice"], size=2.3,
                      suptitle="Dataset B's synthetic lesions beside real ones")
-""")
+""", figure=("fig-05b-synthetic", "Dataset B of the first draw: healthy slices (left), the lesions G_N2A painted into "
+             "them (middle), and real lesion slices of dataset A (right)."))
 
 code(r"""
 PAPER_VII = {"dataset A": {"precision": 0.6556, "recall": 0.6336, "f1": 0.644},
@@ -249,7 +254,7 @@ glue("table7_verdict", verdict(tests7, {k: k for k in tests7}).replace("plain ne
 glue("table7_f1", f"{tests7['f1']['mean_difference']:+.3f} (B wins {tests7['f1']['wins']} of {tests7['f1']['repeats']} draws)",
      display=False)
 downstream.study_table("augmentation", paper=PAPER_VII).round(3)
-""")
+""", check=True)
 
 md(r"""
 The claim that the synthetic slices help {glue:text}`table7_verdict`; the change in F1 from A to B
@@ -289,8 +294,9 @@ why the book marks such numbers ⌈Dice⌉.
 Change one thing: train the same five folds with `guide='antgan-resize'` (for example
 `downstream.run_study("segmentation", arms=["ANT-UNet"], record=False, options={...})` with the
 study's options and the new guide) and compare its per-fold Dice with ANT-UNet's fold by fold, with
-`paired_difference` on the rows it returns. Five folds at about five minutes each; a difference
-smaller than the spread over folds is no difference.
+`paired_difference` on the rows it returns. Each fold takes about as long as the recorded ones
+(the `train_seconds` of `downstream.recorded("segmentation")`); a difference smaller than the
+spread over folds is no difference.
 ```
 
 ```{admonition} Solution 3

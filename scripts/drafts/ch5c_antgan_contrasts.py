@@ -42,15 +42,26 @@ $$
 
 A CNR of 0 means that the intensity alone cannot tell lesion from tissue; its sign says whether
 the lesion is brighter or darker. `metrics.contrast_to_noise` computes it, pooling the pixels of
-every test slice.
+every test slice. On a hand-made image whose answer is known, a tissue of mean 0.4 and standard
+deviation 0.05 with a square lesion 0.25 brighter, it gives 5:
 """)
 
 code(r"""
 import numpy as np
+from pseudohealthy_lib import metrics
+rng = np.random.default_rng(0)
+toy = 0.4 + 0.05 * rng.standard_normal((64, 64))
+square = np.zeros((64, 64), bool); square[20:36, 20:36] = True
+print(f"CNR, lesion 0.25 brighter: {metrics.contrast_to_noise(toy + 0.25 * square, square, np.ones_like(square)):.1f}")
+print(f"CNR, lesion 0.10 darker:   {metrics.contrast_to_noise(toy - 0.10 * square, square, np.ones_like(square)):.1f}")
+print(f"CNR, no lesion at all:     {metrics.contrast_to_noise(toy, square, np.ones_like(square)):.1f}")
+""", check=True)
+
+code(r"""
 import pandas as pd
 import matplotlib.pyplot as plt
 from myst_nb import glue
-from pseudohealthy_lib import downstream, explore, metrics, viz, zoo
+from pseudohealthy_lib import explore, viz, zoo
 from pseudohealthy_lib.data import default, load_prepared
 
 CONTRASTS = {"FLAIR": "flair", "T1": "t1", "T1ce": "t1ce", "T2": "t2"}
@@ -63,7 +74,8 @@ fig = viz.image_grid([[d.images[case].astype(np.float32) for d in data.values()]
                      suptitle=f"One slice of subject {flair.subjects[case]} in the phantom's four contrasts")
 for ax in fig.axes:
     viz.mask_contour(ax, flair.masks[case], lw=0.8)
-""")
+""", figure=("fig-05c-contrasts", "One test slice of the book's phantom in FLAIR, T1, T1ce and T2, with the lesion's outline "
+             "in red: one anatomy and one lesion, four appearances."))
 
 code(r"""
 REGIONS = {"whole lesion": (1, 2, 4), "oedema": (2,), "necrosis": (1,), "enhancing rim": (4,)}
@@ -95,16 +107,21 @@ repair: a lesion that barely differs from tissue changes little when it is remov
 `antgan-t1`, `antgan-t1ce` and `antgan-t2` were trained with `antgan`'s recipe, changing only
 `--modality`. Each is judged as chapter 3 judged `antgan`: the metrics on the test split, the
 healthiness measured by a segmentor trained on the *same* contrast (a FLAIR judge cannot read a
-T1 image), and the five floors of the evaluation chapter.
+T1 image), and the five floors of the evaluation chapter. Their training records:
 """)
+
+code(r"""
+MODELS = {"FLAIR": "antgan", "T1": "antgan-t1", "T1ce": "antgan-t1ce", "T2": "antgan-t2"}
+KEYS = ("steps", "batch_size", "lr", "ngf", "n_blocks", "lambda_am", "seed", "minutes")
+pd.DataFrame({name: {"model": n} | {k: zoo.training_facts(n)[k] for k in KEYS}
+              | {"precision": zoo.manifest(n)["precision"].removeprefix("torch."),
+                 "judge": zoo.judge_name("glioma", CONTRASTS[name])} for name, n in MODELS.items()}).T
+""", check=True)
 
 code(r"""
 from pseudohealthy_lib.evaluate import check_floors, evaluate, results_table
 
-MODELS = {"FLAIR": "antgan", "T1": "antgan-t1", "T1ce": "antgan-t1ce", "T2": "antgan-t2"}
 models = {name: zoo.load_pretrained(n) for name, n in MODELS.items()}
-print("\n".join(f"{name:6s}{n}: {zoo.training_facts(n)['steps']} steps, {zoo.training_facts(n)['minutes']:.0f} min, "
-                f"judge {zoo.judge_name('glioma', CONTRASTS[name])}" for name, n in MODELS.items()))
 results = {name: evaluate(models[name], data[name], "test", references=True,
                           segmentor=zoo.load_pretrained(zoo.judge_name("glioma", CONTRASTS[name])))
            for name in MODELS}
@@ -139,7 +156,8 @@ for name, d in data.items():
 fig = viz.image_grid(rows, ["input $x$", "$G_{A2N}(x)$", "$|x - G_{A2N}(x)|$", "true healthy"], list(data), size=2.3,
                      cmap=["gray", "gray", "magma", "gray"], ranges={2: (0, 0.5)}, colorbar=(2,),
                      suptitle="ANT-GAN on each contrast, one recipe (the paper's Fig. 10)")
-""")
+""", figure=("fig-05c-fig10", "ANT-GAN trained with one recipe on each contrast of the phantom, on the slice of the "
+             "first figure: input, output, absolute difference (colour bar in intensity units) and the true healthy image."))
 
 md(r"""
 On the test patients {glue:text}`fig10_verdict`. Inside the lesion the outputs gain, over
@@ -161,8 +179,15 @@ x = \operatorname{clip}\left(\frac{\mathrm{HU} - (L - W/2)}{W},\, 0,\, 1\right),
 $$
 
 so one grey level step of 0.1 is 40 HU. `antgan-liver` is `antgan`'s recipe with `--lesion
-liver`, judged by a segmentor trained on other CT patients.
+liver`, judged by a segmentor trained on other CT patients. Eq. (2) on the tissues of an
+abdominal scan:
 """)
+
+code(r"""
+level, width = 40, 400
+hu = {"air": -1000, "fat": -100, "water": 0, "tumour": 30, "liver": 100, "contrast-filled vessel": 180, "bone": 700}
+pd.Series({k: float(np.clip((v - (level - width / 2)) / width, 0, 1)) for k, v in hu.items()}, name="grey level, Eq. (2)")
+""", check=True)
 
 code(r"""
 ct = load_prepared(default.phantom_dataset(lesion="liver"))
@@ -180,7 +205,8 @@ rows = [[x[i], y[i], np.abs(x[i] - y[i]), ct.healthy[p].astype(np.float32)] for 
 fig = viz.image_grid(rows, ["CT, W400/L40", "$G_{A2N}(x)$", "$|x - G_{A2N}(x)|$", "true healthy"], size=2.3,
                      cmap=["gray", "gray", "magma", "gray"], ranges={2: (0, 0.25)}, colorbar=(2,),
                      suptitle="ANT-GAN on the liver CT phantom (the paper's Fig. 11)")
-""")
+""", figure=("fig-05c-fig11", "ANT-GAN on three test slices of the liver CT phantom, from large to small tumour, shown in "
+             "the W400/L40 window: input, output, absolute difference (colour bar in grey levels) and the true healthy image."))
 
 md(r"""
 The paper's two observations can now be checked. *Lower contrast*: the CNR of Eq. (1) for the
