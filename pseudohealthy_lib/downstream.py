@@ -231,6 +231,27 @@ def run_study(study: str, repeats: int | None = None, arms=None, record: bool = 
     return new
 
 
+def claim_verdict(tests: dict, names: dict | None = None, over: str = "folds") -> str:
+    """In words, what paired tests (``key -> paired_difference(...)``, second arm minus first) say
+    about the claim "the second arm is better": which keys it holds for at the 5 % level, which
+    it is reversed for, and which are undecided (with their wins and p). ``names`` maps keys to
+    the words used (default the keys); ``over`` names the repeats ("folds", "draws")."""
+    names = names or {k: k for k in tests}
+    better = [names[k] for k, t in tests.items() if t["mean_difference"] > 0 and t["p"] < 0.05]
+    worse = [names[k] for k, t in tests.items() if t["mean_difference"] < 0 and t["p"] < 0.05]
+    unclear = [f"{names[k]} ({t['wins']} of {t['repeats']} {over} in its favour, p = {t['p']:.3f})"
+               for k, t in tests.items() if t["p"] >= 0.05]
+    listed = ", ".join(unclear[:-1]) + " and " + unclear[-1] if len(unclear) > 1 else "".join(unclear)
+    rest = f"; for {listed} the difference is not significant at the 5 % level" if unclear else ""
+    if better and not worse:
+        return f"holds significantly (paired t-test over the {over}, p < 0.05) for {', '.join(better)}" + rest
+    if worse and not better:
+        return f"is reversed: the first arm is significantly better for {', '.join(worse)}" + rest
+    if better:
+        return f"holds for {', '.join(better)} but is reversed for {', '.join(worse)}" + rest
+    return f"is not borne out: no difference is significant at the 5 % level ({listed})"
+
+
 def study_table(study: str, keys=None, rows: list[dict] | None = None, paper: dict | None = None):
     """Mean and standard deviation over repeats of each arm's scores (a pandas table), from the
     records (or ``rows``); the latest record of each arm and repeat counts. ``paper`` (arm ->

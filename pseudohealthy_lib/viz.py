@@ -113,5 +113,6 @@ def image_grid(rows, col_titles=None, row_titles=None, cmap="gray", vmin=0.0, vm
                 ax.set_ylabel(row_titles[r], fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout(pad=0.3)
+    # leave the suptitle its own band (~0.35 in) above the column titles
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if suptitle else None)
     return fig

@@ -173,6 +173,21 @@ def test_study_table_and_paired_difference_by_hand():
     assert same["p"] == 1.0 and same["wins"] == 0
 
 
+def test_claim_verdict_says_holds_reversed_or_undecided():
+    won = {"mean_difference": 0.05, "wins": 5, "repeats": 5, "p": 0.01}
+    lost = {"mean_difference": -0.05, "wins": 0, "repeats": 5, "p": 0.02}
+    unsure = {"mean_difference": 0.02, "wins": 3, "repeats": 5, "p": 0.40}
+    holds = D.claim_verdict({"wt": won, "et": unsure}, {"wt": "WT", "et": "ET"})
+    assert holds.startswith("holds significantly (paired t-test over the folds, p < 0.05) for WT;")
+    assert "for ET (3 of 5 folds in its favour, p = 0.400) the difference is not significant" in holds
+    both = D.claim_verdict({"a": unsure, "b": unsure})
+    assert both == ("is not borne out: no difference is significant at the 5 % level (a (3 of 5 folds in its favour, "
+                    "p = 0.400) and b (3 of 5 folds in its favour, p = 0.400))")
+    assert D.claim_verdict({"f1": lost}, over="draws").startswith("is reversed: the first arm is significantly better for f1")
+    assert D.claim_verdict({"a": won, "b": lost}).startswith("holds for a but is reversed for b")
+    assert D.claim_verdict({"f1": unsure}).startswith("is not borne out")
+
+
 def test_study_configs_are_train_commands():
     cfg, command = D.study_config("segmentation", "ANT-UNet", 3)
     assert cfg.folds == 5 and cfg.fold == 3 and cfg.options["guide"] == "antgan" and cfg.data_seed == 1
