@@ -1,4 +1,4 @@
-"""ANT-GAN's downstream studies (Sun et al., Sec. IV-C to IV-E): does a pseudo-healthy image help?
+"""ANT-GAN's downstream studies (Sun et al., Sec. IV-C and V-B): does a pseudo-healthy image help?
 
 Three studies, each comparing *arms* that train the same network on different inputs or data:
 
@@ -151,7 +151,8 @@ def augmented_sets(data, translator, n: int = AUGMENT_N, seed: int = 0, batch_si
     A: ``n`` lesion and ``n`` healthy slices drawn (with ``seed``) from the ``'train'`` split. B: A,
     plus ``translator``'s pseudo-abnormal images of A's healthy slices (direction ``'BA'``,
     G_N2A: labelled lesion) and its pseudo-healthy images of A's lesion slices (``'AB'``, G_A2N:
-    labelled healthy). In both, every slice of the other patients is the ``'test'`` split.
+    labelled healthy). In both, every slice of the other patients keeps its split (``'val'`` or
+    ``'test'``); the study scores the ``'test'`` patients.
     Synthetic slices have empty masks (no true mask exists) and keep their source's patient.
     """
     rng = np.random.default_rng(seed)
