@@ -45,11 +45,11 @@ def phantom_dataset(subjects: int | None = None, lesion: str = "glioma", seed: i
     HU) and name their own cached file."""
     subjects = subjects or default_subjects()
     vols = phantom_volumes(subjects, lesion, seed, progress=progress)
+    extra = "".join(f"-{k}{'x'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"   # e.g. -window60x150
+                    for k, v in sorted(prepare_kw.items()))
     if lesion == "liver":
         modality = "ct"
         prepare_kw.setdefault("n_slices", None)
-    extra = "".join(f"-{k}{'x'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"   # e.g. -window60x150
-                    for k, v in sorted(prepare_kw.items()) if not (lesion == "liver" and k == "n_slices" and v is None))
     out = vols.with_name(f"{vols.name}-n{subjects}-{modality}-{size}{extra}.npz")
     if not out.is_file():
         prepare(vols, out, modality=modality, size=size, max_cases=subjects, seed=seed,

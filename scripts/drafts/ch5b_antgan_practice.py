@@ -90,7 +90,7 @@ code(r"""
 picks = explore.spread_cases(data, "test", 3)
 rows = [[x[i], out[i], diff[i], (diff[i] > 0.1).astype(np.float32), masks[i].astype(np.float32)] for i in picks]
 fig = viz.image_grid(rows, ["input $x$", "$G_{A2N}(x)$", "$|x - G_{A2N}(x)|$", "binarised at 0.1", "true mask"],
-                     size=2.3, cmap=["gray", "gray", "magma", "gray", "gray"], ranges={2: (0, 0.5)}, colorbar=(2,),
+                     size=2.3, cmap=["gray", "gray", viz.diff_cmap(), "gray", "gray"], ranges={2: (0, 0.5)}, colorbar=(2,),
                      suptitle="The difference map as a segmentation (the paper's Fig. 9)")
 """, figure=("fig-05b-fig9-cases", "Three test lesions of the studies' phantom, from large to small: input, ANT-GAN's "
              "output, the absolute difference (colour bar in intensity units), the difference binarised at the paper's 0.1, "

@@ -154,7 +154,7 @@ for name, d in data.items():
     y = explore.translate_slices(models[name], x)[0]
     rows.append([x[0], y, np.abs(x[0] - y), d.healthy[case].astype(np.float32)])
 fig = viz.image_grid(rows, ["input $x$", "$G_{A2N}(x)$", "$|x - G_{A2N}(x)|$", "true healthy"], list(data), size=2.3,
-                     cmap=["gray", "gray", "magma", "gray"], ranges={2: (0, 0.5)}, colorbar=(2,),
+                     cmap=["gray", "gray", viz.diff_cmap(), "gray"], ranges={2: (0, 0.5)}, colorbar=(2,),
                      suptitle="ANT-GAN on each contrast, one recipe (the paper's Fig. 10)")
 """, figure=("fig-05c-fig10", "ANT-GAN trained with one recipe on each contrast of the phantom, on the slice of the "
              "first figure: input, output, absolute difference (colour bar in intensity units) and the true healthy image."))
@@ -203,7 +203,7 @@ x = ct.images[picks].astype(np.float32)
 y = explore.translate_slices(liver_model, x)
 rows = [[x[i], y[i], np.abs(x[i] - y[i]), ct.healthy[p].astype(np.float32)] for i, p in enumerate(picks)]
 fig = viz.image_grid(rows, ["CT, W400/L40", "$G_{A2N}(x)$", "$|x - G_{A2N}(x)|$", "true healthy"], size=2.3,
-                     cmap=["gray", "gray", "magma", "gray"], ranges={2: (0, 0.25)}, colorbar=(2,),
+                     cmap=["gray", "gray", viz.diff_cmap(), "gray"], ranges={2: (0, 0.25)}, colorbar=(2,),
                      suptitle="ANT-GAN on the liver CT phantom (the paper's Fig. 11)")
 """, figure=("fig-05c-fig11", "ANT-GAN on three test slices of the liver CT phantom, from large to small tumour, shown in "
              "the W400/L40 window: input, output, absolute difference (colour bar in grey levels) and the true healthy image."))
