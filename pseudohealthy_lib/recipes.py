@@ -57,6 +57,8 @@ RECIPES = {
     "cyclegan-unet-mask": "cyclegan --preset cpu --set generator=unet --set ngf=16 --set domain_b=mask",
     # ANT-GAN's ablation study (Fig. 5, Table IV): one preset, one seed
     "antgan": "antgan --preset cpu",
+    # the same recipe with two more seeds, for the spread of the headline model (chapter 3)
+    **{f"antgan-s{seed}": f"antgan --preset cpu --seed {seed}" for seed in (1, 2)},
     "antgan-cyclegan": "antgan --preset cpu --variant cyclegan",
     "antgan-cyclegan-shortcut": "antgan --preset cpu --variant cyclegan+shortcut",
     "antgan-gan": "antgan --preset cpu --variant gan",

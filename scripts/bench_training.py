@@ -31,9 +31,12 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # the library, also when not installed
 
 CONFIGS = [  # name, batch, amp, channels_last
     ("reference (fp32, NCHW, batch 1)", 1, "off", "off"),
@@ -51,7 +54,6 @@ REPO_CONFIGS = [  # the reference implementation itself, at the batches the engi
 def reference_repo_model(repo: str, size: int, ngf: int, blocks: int, batch: int, workdir: str):
     """The reference implementation's own CycleGAN model, built by its own option parser."""
     import types
-    from pathlib import Path
 
     if not (Path(repo) / "models" / "cycle_gan_model.py").is_file():
         raise SystemExit(f"--reference-repo {repo}: no models/cycle_gan_model.py there; clone "

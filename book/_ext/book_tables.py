@@ -8,6 +8,11 @@
     One row per shipped model in ``data/zoo/*/manifest.json``: what was trained, for how
     many steps, on what hardware and how long it took (``wall_seconds`` as measured by the
     training engine).
+
+``{gpu-timings}``
+    GPU speeds recorded in ``pseudohealthy_lib/records/gpu.jsonl`` (the benchmark step at the
+    papers' widths, the teaching recipe alone and side by side), and what they mean for the
+    ``colab`` and ``paper`` presets' step counts (read from ``PRESETS``).
 """
 from __future__ import annotations
 
@@ -107,7 +112,58 @@ class ZooRuns(SphinxDirective):
                         "s / step", "hardware, precision"], rows)]
 
 
+def preset_estimates(bench: list[dict]) -> list[list]:
+    """For the ``colab`` and ``paper`` presets: their step count over the measured mixed-precision
+    step rate at their image size and batch (a row of ``gpu.jsonl``'s benchmark), as rows
+    [preset, steps × batch, image side, steps/s, time]. A preset with no matching measurement is left out."""
+    from pseudohealthy_lib import presets
+
+    est = []
+    for preset in ("colab", "paper"):
+        p = presets.PRESETS[preset]
+        match = [r for r in bench if r["size"] == p["size"] and r["batch"] == p["batch_size"]
+                 and r["config"].startswith("engine mixed") and "channels_last" not in r["config"]]
+        if match:
+            sec = p["steps"] / match[0]["steps_per_s"]
+            est.append([preset, f"{p['steps']:,} × {p['batch_size']}", p["size"], f"{match[0]['steps_per_s']:.1f}",
+                        f"{sec / 60:.0f} min" if sec < 3 * 3600 else f"{sec / 3600:.1f} h"])
+    return est
+
+
+class GpuTimings(SphinxDirective):
+    """Measured GPU speeds from ``pseudohealthy_lib/records/gpu.jsonl``, and the time the GPU
+    presets' step counts take at those speeds (an extrapolation, labelled as one)."""
+
+    def run(self):
+        path = Path(__file__).resolve().parents[2] / "pseudohealthy_lib" / "records" / "gpu.jsonl"
+        self.env.note_dependency(str(path))
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        bench = [r for r in rows if r["kind"] == "bench"]
+        if not bench:
+            return [nodes.paragraph(text=f"No GPU timings recorded in {path.name}.")]
+        where = f"{bench[0]['device']} ({bench[0]['host_cpu']}; torch {bench[0]['torch']}, {bench[0]['date']})"
+        out = [_table(f"The training step at the papers' widths on one {where}: "
+                      f"{bench[0]['model']}, each configuration alone, {bench[0]['command']}",
+                      ["image side", "configuration", "images / s", "steps / s"],
+                      [[r["size"], r["config"], f"{r['images_per_s']:.1f}", f"{r['steps_per_s']:.1f}"] for r in bench])]
+        est = preset_estimates(bench)
+        if est:
+            out.append(_table("What the measured step rate means for the GPU presets' ANT-GAN step counts "
+                              "(an extrapolation from the rate above, not a measured run)",
+                              ["preset", "steps × batch", "image side", "steps / s (measured)", "time at that rate"], est))
+        alone = [r for r in rows if r["kind"] == "recipe"]
+        side = [r for r in rows if r["kind"] == "concurrent"]
+        recipe_rows = [[r["recipe"], "alone, " + r["note"], f"{r['steps_per_s']:.1f}", f"{r['warmup_s']:.0f}"] for r in alone]
+        recipe_rows += [[r["recipe"], f"side by side ({r['processes']}), {r['steps']} of {r['of']} steps",
+                         f"{r['steps_per_s']:.1f}", None] for r in side]
+        if recipe_rows:
+            out.append(_table("The teaching recipes (the zoo's CPU-size models) on the same GPU",
+                              ["recipe", "how it ran", "steps / s", "first 50 steps (s)"], recipe_rows))
+        return out
+
+
 def setup(app: Sphinx) -> dict:
     app.add_directive("preset-table", PresetTable)
     app.add_directive("zoo-runs", ZooRuns)
+    app.add_directive("gpu-timings", GpuTimings)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
