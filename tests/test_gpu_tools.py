@@ -91,3 +91,16 @@ def test_gpu_preset_estimates_divide_the_preset_steps_by_the_measured_rate():
     assert bt.preset_estimates(bench[1:2]) == []                                                  # nothing measured: no guess
     recorded = [json.loads(line) for line in (ROOT / "pseudohealthy_lib" / "records" / "gpu.jsonl").read_text().splitlines()]
     assert [r[0] for r in bt.preset_estimates([r for r in recorded if r["kind"] == "bench"])] == ["colab", "paper"]
+
+
+def test_jobs_caps_how_many_models_train_at_once(zp, tmp_path, monkeypatch):
+    """Two models, --jobs 1: the second starts only when the first has finished (each writes its
+    start and end time; the intervals must not overlap), while a data task still runs beside them."""
+    code = "import time, sys; a = time.time(); time.sleep(1.5); print(a, time.time())"
+    monkeypatch.setattr(zp, "plan", _fake_plan(zp, ("data", "import time; time.sleep(2)", []),
+                                              ("antgan", code, []), ("antgan-s1", code, [])))
+    assert zp.main(["antgan", "antgan-s1", "--jobs", "1", "--cores", "4", "--log-dir", str(tmp_path)]) == 0
+    (a0, a1), (b0, b1) = ([float(v) for v in (tmp_path / f"{n}.log").read_text().split()] for n in ("antgan", "antgan-s1"))
+    assert b0 >= a1 or a0 >= b1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["data"]["seconds"] >= 1.5 and summary["antgan"]["state"] == summary["antgan-s1"]["state"] == "done"
