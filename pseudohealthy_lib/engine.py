@@ -168,8 +168,9 @@ def pick_device() -> torch.device:
 
 
 def pick_precision(device: torch.device, amp: str) -> torch.dtype | None:
-    """Autocast dtype: bf16 on GPUs and on CPUs that support it (:func:`cpu_has_fast_bf16`), fp16 on
-    older GPUs, else None (fp32)."""
+    """Autocast dtype: bf16 on GPUs with native bf16 (compute capability 8.0 on: A100, L4, H100) and
+    on CPUs that support it (:func:`cpu_has_fast_bf16`), fp16 on older GPUs (Colab's T4, where
+    torch would otherwise *emulate* bf16, slowly), else None (fp32)."""
     if amp == "off":
         return None
     if amp == "bf16":
@@ -177,7 +178,7 @@ def pick_precision(device: torch.device, amp: str) -> torch.dtype | None:
     if amp == "fp16":
         return torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_fast_bf16() else None
     return None

@@ -255,3 +255,16 @@ def test_ddp_two_processes_stay_in_sync(tiny_prepared, tmp_path):
     assert sums[0]["params"] == sums[1]["params"]                  # identical weights after training
     assert sums[0]["batch"] != sums[1]["batch"]                    # but each saw its own half of the batch
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_auto_precision_on_gpus_uses_bf16_only_where_the_gpu_has_it_natively(monkeypatch):
+    """A T4 (compute capability 7.5) answers torch.cuda.is_bf16_supported() with True by default,
+    because torch can emulate bf16 there; the engine must pick fp16 with a scaler instead."""
+    from pseudohealthy_lib.engine import pick_precision
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)   # a T4
+    assert pick_precision(cuda, "auto") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)                  # an A100
+    assert pick_precision(cuda, "auto") == torch.bfloat16
+    assert pick_precision(cuda, "off") is None and pick_precision(cuda, "bf16") == torch.bfloat16

@@ -104,3 +104,14 @@ def test_jobs_caps_how_many_models_train_at_once(zp, tmp_path, monkeypatch):
     assert b0 >= a1 or a0 >= b1
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["data"]["seconds"] >= 1.5 and summary["antgan"]["state"] == summary["antgan-s1"]["state"] == "done"
+
+
+def test_recipes_sharing_a_phantom_generate_it_once_with_the_most_subjects(zp, monkeypatch):
+    from pseudohealthy_lib import recipes
+
+    monkeypatch.setitem(recipes.RECIPES, "small-test", "antgan --preset cpu --data-seed 1 --subjects 7")
+    tasks = {t.name: t for t in zp.plan(["small-test", "segmentor-phantom-t1"], cores=16)}
+    assert [n for n in tasks if n.startswith("volumes")] == ["volumes-glioma-seed1-n100"]
+    assert tasks["prepare-glioma-seed1-n7-flair-128"].needs == ["volumes-glioma-seed1-n100"]
+    assert "phantom_dataset(7, 'glioma', 1, modality='flair'" in tasks["prepare-glioma-seed1-n7-flair-128"].argv[-1]
+    assert "100, 1, 'glioma', workers=8" in tasks["volumes-glioma-seed1-n100"].argv[-1]

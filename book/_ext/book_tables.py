@@ -99,7 +99,9 @@ class ZooRuns(SphinxDirective):
                 device = str(hw["gpu"])
             else:
                 device = f"CPU, {hw.get('cpu_count', '?')} cores"
-            precision = str(m.get("precision", "")).removeprefix("torch.")
+            precision = str(m.get("precision") or "float32").removeprefix("torch.")
+            if hw.get("cpu_capability") and not hw.get("gpu"):
+                precision += f" ({hw['cpu_capability']})"
             per_step = f"{wall / steps:.2f}" if steps and wall else None
             rows.append([m.get("name", manifest.parent.name), m.get("preset"),
                          f"{steps} × {cfg.get('batch_size')}", cfg.get("size"),
@@ -131,34 +133,52 @@ def preset_estimates(bench: list[dict]) -> list[list]:
 
 
 class GpuTimings(SphinxDirective):
-    """Measured GPU speeds from ``pseudohealthy_lib/records/gpu.jsonl``, and the time the GPU
-    presets' step counts take at those speeds (an extrapolation, labelled as one)."""
+    """Measured GPU speeds from ``pseudohealthy_lib/records/gpu.jsonl`` (one set of tables per
+    device), and the time the GPU presets' step counts take at those speeds (an extrapolation,
+    labelled as one)."""
 
     def run(self):
         path = Path(__file__).resolve().parents[2] / "pseudohealthy_lib" / "records" / "gpu.jsonl"
         self.env.note_dependency(str(path))
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        bench = [r for r in rows if r["kind"] == "bench"]
-        if not bench:
-            return [nodes.paragraph(text=f"No GPU timings recorded in {path.name}.")]
-        where = f"{bench[0]['device']} ({bench[0]['host_cpu']}; torch {bench[0]['torch']}, {bench[0]['date']})"
-        out = [_table(f"The training step at the papers' widths on one {where}: "
-                      f"{bench[0]['model']}, each configuration alone, {bench[0]['command']}",
-                      ["image side", "configuration", "images / s", "steps / s"],
-                      [[r["size"], r["config"], f"{r['images_per_s']:.1f}", f"{r['steps_per_s']:.1f}"] for r in bench])]
-        est = preset_estimates(bench)
-        if est:
-            out.append(_table("What the measured step rate means for the GPU presets' ANT-GAN step counts "
-                              "(an extrapolation from the rate above, not a measured run)",
-                              ["preset", "steps × batch", "image side", "steps / s (measured)", "time at that rate"], est))
-        alone = [r for r in rows if r["kind"] == "recipe"]
-        side = [r for r in rows if r["kind"] == "concurrent"]
+        out = []
+        for device in dict.fromkeys(r["device"] for r in rows):
+            mine = [r for r in rows if r["device"] == device]
+            out += self._tables([r for r in mine if r["kind"] == "bench"], [r for r in mine if r["kind"] == "recipe"],
+                                [r for r in mine if r["kind"] == "concurrent"])
+        return out or [nodes.paragraph(text=f"No GPU timings recorded in {path.name}.")]
+
+    @staticmethod
+    def _tables(bench: list[dict], alone: list[dict], side: list[dict]) -> list:
+        r0 = (bench or alone or side)[0]
+        where = f"one {r0['device']} ({r0['host_cpu']}; torch {r0['torch']}, {r0['date']})"
+        out = []
+        if bench:
+            out.append(_table(
+                f"The training step at the papers' widths on {where}: {bench[0]['model']}, each configuration alone, "
+                "20 timed steps after 2 warm-up steps. 'Mixed precision' is bfloat16; on a GPU channels_last is on in "
+                "every engine mixed-precision row, so the two 'mixed precision, batch 1' rows repeat one configuration "
+                "and their difference is run-to-run noise",
+                ["image side", "configuration", "images / s", "steps / s"],
+                [[r["size"], r["config"], f"{r['images_per_s']:.1f}", f"{r['steps_per_s']:.1f}"] for r in bench]))
+            est = preset_estimates(bench)
+            if est:
+                out.append(_table(
+                    f"What the step rate above would mean for the GPU presets' ANT-GAN step counts on {r0['device']}: "
+                    "training steps only (no data loading, checkpoints or evaluation), an extrapolation, not a measured "
+                    "run. A Colab GPU and its two-core host are much slower: expect several times longer",
+                    ["preset", "steps × batch", "image side", "steps / s (measured)", "time at that rate"], est))
         recipe_rows = [[r["recipe"], "alone, " + r["note"], f"{r['steps_per_s']:.1f}", f"{r['warmup_s']:.0f}"] for r in alone]
-        recipe_rows += [[r["recipe"], f"side by side ({r['processes']}), {r['steps']} of {r['of']} steps",
-                         f"{r['steps_per_s']:.1f}", None] for r in side]
+        recipe_rows += [[r["recipe"], f"side by side, {r['steps']} of {r['of']} steps", f"{r['steps_per_s']:.1f}", None]
+                        for r in side]
         if recipe_rows:
-            out.append(_table("The teaching recipes (the zoo's CPU-size models) on the same GPU",
-                              ["recipe", "how it ran", "steps / s", "first 50 steps (s)"], recipe_rows))
+            n = len(side)
+            out.append(_table(
+                f"The zoo's teaching recipes on the same GPU: ANT-GAN's recipe alone (its steady rate over 300 steps after "
+                f"the first 50, on a 4-subject phantom), and {n} recipes trained side by side ({side[0]['processes'] if side else ''}), "
+                "each rate being the steps a run reached divided by the seconds it took (a deadline stopped the runs that "
+                "had not finished)",
+                ["recipe", "how it ran", "steps / s", "first 50 steps (s)"], recipe_rows))
         return out
 
 
