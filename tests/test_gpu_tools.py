@@ -26,15 +26,16 @@ def zp():
 
 
 def test_each_phantom_is_made_once_and_each_model_waits_for_its_own_data(zp):
+    n = zp.default_subjects()            # the translators' recipes use the default phantom (40; 4 in fast mode)
     tasks = {t.name: t for t in zp.plan(["segmentor-phantom-t1", "antgan-t1", "antgan-t2", "antgan-liver"], cores=16)}
-    assert [n for n in tasks if n.startswith("volumes")] == ["volumes-glioma-seed1-n100", "volumes-glioma-seed0-n40",
-                                                            "volumes-liver-seed0-n40"]
-    assert tasks["volumes-glioma-seed1-n100"].cores == 8 and tasks["volumes-liver-seed0-n40"].cores == 1
-    assert tasks["prepare-glioma-seed0-n40-t1-128"].needs == ["volumes-glioma-seed0-n40"]
-    assert tasks["prepare-glioma-seed0-n40-t2-128"].needs == ["volumes-glioma-seed0-n40"]
-    assert tasks["antgan-t1"].needs == ["prepare-glioma-seed0-n40-t1-128"]
+    assert [k for k in tasks if k.startswith("volumes")] == ["volumes-glioma-seed1-n100", f"volumes-glioma-seed0-n{n}",
+                                                            f"volumes-liver-seed0-n{n}"]
+    assert tasks["volumes-glioma-seed1-n100"].cores == 8 and tasks[f"volumes-liver-seed0-n{n}"].cores == 1
+    assert tasks[f"prepare-glioma-seed0-n{n}-t1-128"].needs == [f"volumes-glioma-seed0-n{n}"]
+    assert tasks[f"prepare-glioma-seed0-n{n}-t2-128"].needs == [f"volumes-glioma-seed0-n{n}"]
+    assert tasks["antgan-t1"].needs == [f"prepare-glioma-seed0-n{n}-t1-128"]
     assert tasks["segmentor-phantom-t1"].needs == ["prepare-glioma-seed1-n100-t1-128"]
-    assert tasks["antgan-liver"].needs == ["prepare-liver-seed0-n40-ct-128"]
+    assert tasks["antgan-liver"].needs == [f"prepare-liver-seed0-n{n}-ct-128"]
     # the library's own command, with the recipe's arguments and the zoo export
     assert tasks["antgan-t1"].argv[1:] == ["-m", "pseudohealthy_lib", "train", "antgan", "--preset", "cpu", "--modality", "t1",
                                            "--out", "runs/antgan-t1", "--export", "antgan-t1"]
