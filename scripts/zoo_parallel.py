@@ -66,16 +66,11 @@ def data_tasks(cfg, cores: int, volumes: int) -> tuple[list[Task], str]:
     vol = f"volumes-{cfg.lesion}-seed{cfg.data_seed}-n{volumes}"
     modality = "ct" if cfg.lesion == "liver" else cfg.modality
     prep = f"prepare-{cfg.lesion}-seed{cfg.data_seed}-n{subjects}-{modality}-{cfg.size}"
-    if cfg.lesion == "liver":        # the CT phantom is quick and has no subject workers
-        make = (f"from pseudohealthy_lib.data import default; "
-                f"default.phantom_volumes({volumes}, 'liver', {cfg.data_seed}, progress=False)")
-    else:
-        make = (f"from pseudohealthy_lib.config import cache_dir; from pseudohealthy_lib.data import phantom; "
-                f"phantom.generate(cache_dir() / f'phantom-v{{phantom.VERSION}}-{cfg.lesion}-seed{cfg.data_seed}', "
-                f"{volumes}, {cfg.data_seed}, '{cfg.lesion}', workers={cores}, progress=False)")
+    make = (f"from pseudohealthy_lib.data import default; "
+            f"default.phantom_volumes({volumes}, '{cfg.lesion}', {cfg.data_seed}, workers={cores}, progress=False)")
     prepare = (f"from pseudohealthy_lib.data import default; print(default.phantom_dataset({subjects}, '{cfg.lesion}', "
                f"{cfg.data_seed}, modality='{cfg.modality}', size={cfg.size}, progress=False))")
-    return [Task(vol, [sys.executable, "-c", make], cores=cores if cfg.lesion != "liver" else 1),
+    return [Task(vol, [sys.executable, "-c", make], cores=cores if cfg.lesion != "liver" else 1),   # CT: one process
             Task(prep, [sys.executable, "-c", prepare], needs=[vol])], prep
 
 

@@ -115,4 +115,4 @@ def test_recipes_sharing_a_phantom_generate_it_once_with_the_most_subjects(zp, m
     assert [n for n in tasks if n.startswith("volumes")] == ["volumes-glioma-seed1-n100"]
     assert tasks["prepare-glioma-seed1-n7-flair-128"].needs == ["volumes-glioma-seed1-n100"]
     assert "phantom_dataset(7, 'glioma', 1, modality='flair'" in tasks["prepare-glioma-seed1-n7-flair-128"].argv[-1]
-    assert "100, 1, 'glioma', workers=8" in tasks["volumes-glioma-seed1-n100"].argv[-1]
+    assert "phantom_volumes(100, 'glioma', 1, workers=8" in tasks["volumes-glioma-seed1-n100"].argv[-1]

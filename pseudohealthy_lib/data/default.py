@@ -22,17 +22,18 @@ def default_subjects() -> int:
 
 
 def phantom_volumes(subjects: int | None = None, lesion: str = "glioma", seed: int = 0,
-                    modalities=phantom.MODALITIES, progress: bool = True) -> Path:
+                    modalities=phantom.MODALITIES, progress: bool = True, workers: int | None = None) -> Path:
     """Folder of phantom volumes, generated if missing (resumes if interrupted): the brain
-    phantom in the BraTS layout (``lesion`` ``'glioma'`` or ``'stroke'``), or for ``'liver'`` the
-    liver CT phantom in the LiTS layout (:mod:`~pseudohealthy_lib.data.phantom_ct`)."""
+    phantom in the BraTS layout (``lesion`` ``'glioma'`` or ``'stroke'``; ``workers`` processes,
+    see :func:`~pseudohealthy_lib.data.phantom.generate`), or for ``'liver'`` the liver CT
+    phantom in the LiTS layout (:mod:`~pseudohealthy_lib.data.phantom_ct`, one process)."""
     subjects = subjects or default_subjects()
     if lesion == "liver":
         out = cache_dir() / f"phantom-ct-v{phantom_ct.VERSION}-seed{seed}"
         phantom_ct.generate(out, subjects, seed, progress=progress)
         return out
     out = cache_dir() / f"phantom-v{phantom.VERSION}-{lesion}-seed{seed}"
-    phantom.generate(out, subjects, seed, lesion, modalities, progress=progress)
+    phantom.generate(out, subjects, seed, lesion, modalities, workers=workers, progress=progress)
     return out
 
 
