@@ -582,6 +582,28 @@ def hidden_lesion(model, data, split: str = "test", judge=None, batch_size: int 
     return res
 
 
+def own_map(model, data, split: str = "test", batch_size: int = 16) -> Result:
+    """How well a factorising model's *own* lesion map finds the lesion (PHS-GAN's and SMILE's
+    segmentor S, ``model.segment``): the segmentor scores of :func:`score_segmentation` (Dice on
+    lesion slices, false alarms on healthy ones, AUPRC) for that map on ``split``. In the paired
+    setting S is trained on the masks; in the unpaired one nothing but the cycles and the mask
+    critic tells it where the lesion is, and this is where a collapsed S shows."""
+    from .data import load_prepared
+
+    if isinstance(data, (str, Path)):
+        data = load_prepared(data)
+    model = load_model(model)
+    if not hasattr(model, "segment"):
+        from .utils import OptionError
+
+        raise OptionError(f"own_map needs a model with its own lesion map (segment), such as PHS-GAN; "
+                          f"{type(model).__name__} has none")
+    idx = _split(data, split)
+    with eval_mode(model):
+        prob, _ = _run(lambda t: model.segment(t) * 2 - 1, _stack(data.images, idx), _device(model), batch_size)
+    return score_segmentation(prob, data.masks[idx], data.subjects[idx], data.labels[idx])
+
+
 def compute_references(data, split: str = "test", judge=None, found_on_input=None) -> dict:
     """The reference rows of every results table, computed on ``split``:
 

@@ -60,6 +60,25 @@ def segment_slices(model, images: np.ndarray, batch_size: int = 32) -> np.ndarra
                       for i in range(0, len(x), batch_size)])[:, 0].numpy()
 
 
+def term_gradients(method, batch: dict, nets=None) -> dict[str, dict[str, float]]:
+    """Which loss term moves which network: for each weighted term of
+    ``method.generator_losses(batch, method(batch))``, the norm of its gradient with respect to
+    the parameters of each of ``nets`` (default: every network the terms train, that is all but
+    the critics). A term whose gradient on a network is tens of times the others' decides where
+    that network goes (Adam follows the sum). Returns ``{term: {net: norm}}``; the critics' and
+    networks' own gradients are left as they were."""
+    params = {k: [p for p in method.nets[k].parameters() if p.requires_grad]
+              for k in (nets or [k for k in method.nets if not k.startswith("D")])}
+    terms = method.generator_losses(batch, method(batch))
+    out = {}
+    for name, value in terms.items():
+        out[name] = {}
+        for k, ps in params.items():
+            grads = torch.autograd.grad(value, ps, retain_graph=True, allow_unused=True)
+            out[name][k] = float(sum((g.float() ** 2).sum() for g in grads if g is not None) ** 0.5)
+    return out
+
+
 def _rgb(gray: np.ndarray) -> np.ndarray:
     return np.repeat(np.clip(gray, 0, 1)[..., None], 3, -1)
 

@@ -37,6 +37,9 @@ def _lesion_arg(lesion: str) -> str:
     return "" if lesion == "glioma" else f" --lesion {lesion}"
 
 
+_UNPAIRED = (" --set hh_mask=other --set lambda_paint=2 --set mask_loss=dice --set lambda_seg=0.5 --set s_prior=0.02"
+             " --val-every 100")
+
 #: The arguments of ``python -m pseudohealthy_lib train`` that make each shipped model, run
 #: with ``--out runs/NAME --export NAME``. The segmentors come first, because the others'
 #: healthiness is measured with them when they are exported (:data:`~pseudohealthy_lib.zoo.JUDGES`).
@@ -77,9 +80,13 @@ RECIPES = {
     # the healthy slice in the paired setting, which has the masks to cut one out (cut with the mask
     # widened by 2 pixels: paste_dilate), and from another subject's mask in the unpaired one
     # (hh_mask); the paired models keep the image outside their training mask (keep_map): the
-    # recipes the search selected
+    # recipes the search selected. The unpaired segmentor learns where lesions are only from R's
+    # paintings, so they must look real (lambda_paint: a critic of them), be scored with Dice
+    # (mask_loss), and not be drowned by the mask critic's gradient (lambda_seg 0.5 for the
+    # paper's 10: measured 50-100 times the cycles' on S); S starts from a 2 % lesion prior
+    # (s_prior), and logs its Dice on the validation split (val_every)
     **{phsgan_name(setting, lesion, seed): f"phsgan --preset cpu --variant {setting}"
-       + (" --set keep_map=truth --set hh_mask=paste --set paste_dilate=2" if setting == "paired" else " --set hh_mask=other") + _lesion_arg(lesion)
+       + (" --set keep_map=truth --set hh_mask=paste --set paste_dilate=2" if setting == "paired" else _UNPAIRED) + _lesion_arg(lesion)
        + (f" --seed {seed}" if seed else "") for lesion in PHSGAN_LESIONS for setting in ("paired", "unpaired") for seed in (0, 1, 2)},
     **{phsgan_name("cgan", lesion): "phsgan --preset cpu --variant conditional-gan --set lambda_id=0 --set lambda_keep=0"
        + _lesion_arg(lesion) for lesion in PHSGAN_LESIONS},

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from pseudohealthy_lib import presets, zoo                                    # noqa: E402
 from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
 from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, git_commit, hardware, read_checkpoint  # noqa: E402
-from pseudohealthy_lib.evaluate import compute_references, evaluate, load_model   # noqa: E402
+from pseudohealthy_lib.evaluate import compute_references, evaluate, load_model, own_map   # noqa: E402
 from pseudohealthy_lib.methods import get_method                          # noqa: E402
 from pseudohealthy_lib.utils import append_records                          # noqa: E402
 
@@ -71,13 +71,23 @@ def score(name: str, model, cfg, seconds: float) -> dict:
     """The row of one trained trial: its settings, time and scores on the selection phantom.
     (A model that should work on smaller images than the book's says so itself, e.g. the
     diffusion model's ``work_size``, so the data and the scores stay at the book's size.)"""
-    res = evaluate(model, selection_data(cfg.size, cfg.lesion, cfg.modality), split="all",
+    data = selection_data(cfg.size, cfg.lesion, cfg.modality)
+    res = evaluate(model, data, split="all",
                    segmentor=load_model(zoo.judge_name(cfg.lesion, cfg.modality)))
     return {"name": name, "method": cfg.method, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "size": cfg.size, "lesion": cfg.lesion, **({"modality": cfg.modality} if cfg.modality != "flair" else {}), "options": cfg.options, "version": cfg.version, "train_seconds": round(seconds),
             "selection_phantom": {"seed": SELECTION_SEED, "subjects": SELECTION_SUBJECTS},
             "hardware": hardware(), "git_commit": git_commit(),
-            **{k: res[k] for k in KEYS if isinstance(res.get(k), (int, float))}}
+            **{k: res[k] for k in KEYS if isinstance(res.get(k), (int, float))}, **own_map_scores(model, data)}
+
+
+def own_map_scores(model, data) -> dict:
+    """A factorising model's own lesion map (PHS-GAN's S) scored on the same slices: where an
+    unpaired S collapses, its Dice shows it."""
+    if not hasattr(model, "segment"):
+        return {}
+    own = own_map(model, data, split="all")
+    return {"s_dice": own["dice"], "s_false_alarm": own["false_alarm_rate"]}
 
 
 def score_run(run: str, name: str) -> dict:
@@ -104,7 +114,7 @@ def references(method: str = "antgan") -> None:
 
 def append(method: str, row: dict) -> dict:
     append_records(REPO / "pseudohealthy_lib" / "records" / f"{method}.jsonl", row)
-    print(json.dumps({k: row[k] for k in ("name", *KEYS) if k in row}))
+    print(json.dumps({k: row[k] for k in ("name", *KEYS, "s_dice", "s_false_alarm") if k in row}))
     return row
 
 

@@ -336,6 +336,25 @@ class Factorised(torch.nn.Module):
         self.translate, self.segment, self.reconstruct = (lambda x, d="AB": g(x)), s, r
 
 
+def test_own_map_scores_a_factorising_models_segmentor(tiny_prepared):
+    """own_map: S's map scored as a segmentor. A map equal to the truth is perfect; an empty map
+    finds nothing; a map that flags everything raises a false alarm on every healthy slice."""
+    data = load_prepared(tiny_prepared)
+    idx = data.select("test")
+    truth = {_tanh(data.images[i])[None].numpy().tobytes(): torch.from_numpy(data.masks[i].astype(np.float32))[None, None]
+             for i in idx}
+    exact = Factorised(lambda x: x, lambda x: torch.cat([truth[xi[None].numpy().tobytes()] for xi in x]), None)
+    perfect = E.own_map(exact, data)
+    assert perfect["dice"] == 1 and perfect["false_alarm_rate"] == 0 and perfect["missed"] == 0
+    assert perfect["slices"] == len(idx) and perfect["lesion_slices"] == int((data.labels[idx] == 1).sum())
+    empty = E.own_map(Factorised(lambda x: x, torch.zeros_like, None), data)
+    assert empty["dice"] == 0 and empty["missed"] == 1 and empty["false_alarm_rate"] == 0
+    everything = E.own_map(Factorised(lambda x: x, torch.ones_like, None), data)
+    assert everything["false_alarm_rate"] == 1 and everything["missed"] == 0 and 0 < everything["dice"] < 0.5
+    with pytest.raises(OptionError, match="own_map needs a model with its own lesion map"):
+        E.own_map(TwoWay(lambda x: x, lambda y: y), data)
+
+
 def test_explore_rebuilds_with_the_map_found_in_the_input_not_in_the_healthy_image():
     from pseudohealthy_lib import explore
 

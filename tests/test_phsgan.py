@@ -274,6 +274,61 @@ def test_cycle_hh_can_start_from_a_pasted_real_lesion():
         phs(hh_mask="other", paste_dilate=2)
 
 
+def test_the_paint_critic_judges_r_paintings_against_real_lesion_slices():
+    """lambda_paint (Eq. 8): D_p sees real x_p as real and R(x_h, m) as fake; R is pushed to fool it."""
+    torch.manual_seed(0)
+    m = phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other", lambda_paint=2.0)
+    assert "D_p" in m.nets and "D_p" not in phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other").nets
+    batch = m.example_batch(2, 32)
+    out = m(batch)
+    m.nets["D_p"].forward = lambda x: torch.full((len(x), 1, 2, 2), 0.25)      # a critic that scores 0.25 everywhere
+    terms = m.generator_losses(batch, out)
+    assert terms["gan_P"].item() == pytest.approx(2.0 * 0.5 * (0.25 - 1) ** 2)
+    del m.nets["D_p"].forward
+    terms = m.generator_losses(batch, out)
+    terms["gan_P"].backward()                                    # the painting's realism trains R only
+    grad = lambda k: sum(p.grad.abs().sum().item() for p in m.nets[k].parameters() if p.grad is not None)   # noqa: E731
+    assert grad("R") > 0 and grad("G") == 0 and grad("S") == 0
+    m.zero_grad()
+    seen = []
+    critic = m.nets["D_p"].forward
+    m.nets["D_p"].forward = lambda x: seen.append(x.detach().clone()) or critic(x)
+    logs = m.training_step(batch, StepContext(torch.device("cpu"), None, m.optimizers(), None, 1))
+    assert "D_p" in logs and "gan_P" in logs
+    real_and_fake = seen[-1]                                     # the critic's own update: x_p, then R's paintings
+    assert real_and_fake[:2].equal(batch["A"]) and len(real_and_fake) == 4
+    for hh in ("black", "paste"):
+        with pytest.raises(OptionError, match=f"lambda_paint=2.0 judges R's paintings of another subject's mask, made only with hh_mask='other', not hh_mask='{hh}'"):
+            phs(hh_mask=hh, lambda_paint=2.0)
+
+
+def test_s_prior_sets_the_first_maps_probability():
+    x = torch.randn(2, 1, 32, 32)
+    for prior in (0.02, 0.3):
+        m = phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, s_prior=prior)
+        torch.nn.init.zeros_(m.nets["S"].out.weight)              # the bias alone decides
+        assert m.segment(x).sub(prior).abs().max() < 1e-6
+    assert phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4).nets["S"].out.bias.abs().max() < 0.5   # default: near 0.5
+    for bad in (0, 1, 1.5, "x"):
+        with pytest.raises(OptionError, match="s_prior: expected a finite number between 0 and 1 or null"):
+            phs(s_prior=bad)
+
+
+def test_the_mask_term_of_cycle_hh_can_be_a_dice_loss():
+    m = phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other", mask_loss="dice")
+    batch = m.example_batch(2, 32)
+    batch["M"] = torch.zeros_like(batch["A_mask"])
+    batch["M"][..., 4:12, 4:12] = 1                              # 64 of 1024 pixels
+    out = m(batch)
+    assert m.generator_losses(batch, out | {"m_h_rec": batch["M"]})["cc_M"].item() == pytest.approx(0, abs=1e-6)
+    assert m.generator_losses(batch, out | {"m_h_rec": torch.zeros_like(batch["M"])})["cc_M"].item() == pytest.approx(10)
+    half = batch["M"].clone()
+    half[..., 4:12, 8:12] = 0                                    # half the lesion found: Dice 2*32/(32+64)
+    assert m.generator_losses(batch, out | {"m_h_rec": half})["cc_M"].item() == pytest.approx(10 * (1 - 64 / 96))
+    with pytest.raises(OptionError, match="mask_loss='dice' needs a lesion in Cycle H-H's mask"):
+        phs(mask_loss="dice")
+
+
 def test_hh_detach_keeps_cycle_hh_from_training_the_painter():
     """hh_detach: Eq. (1') reaches G and S but not R, which then learns from Cycle P-H alone."""
     def grads(**o):
@@ -305,3 +360,22 @@ def test_lambda_hh_weighs_the_image_term_of_cycle_hh_alone():
     with pytest.raises(OptionError, match="lambda_hh: expected a finite number of at least 0 or null, got -1"):
         phs(lambda_hh=-1)
 
+
+
+def test_term_gradients_say_which_term_moves_which_network():
+    """explore.term_gradients: the critic's term reaches S and not R; the norms scale with the weights."""
+    from pseudohealthy_lib.explore import term_gradients
+
+    def grads(lam):
+        torch.manual_seed(0)
+        m = phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other", lambda_seg=lam)
+        torch.manual_seed(1)
+        return term_gradients(m, m.example_batch(2, 32))
+    one, ten = grads(1.0), grads(10.0)
+    assert set(one) == {"gan_G", "cc_P", "cc_H", "cc_M", "gan_S"} and set(one["gan_S"]) == {"G", "S", "R"}
+    assert one["gan_S"]["S"] > 0 and one["gan_S"]["R"] == 0 and one["gan_S"]["G"] == 0     # Eq. (4) trains S alone
+    assert one["cc_P"]["R"] > 0 and one["gan_G"]["S"] == 0
+    assert ten["gan_S"]["S"] == pytest.approx(10 * one["gan_S"]["S"], rel=1e-4)            # linear in lambda_3
+    assert ten["cc_P"]["S"] == pytest.approx(one["cc_P"]["S"], rel=1e-4)
+    only = term_gradients(phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4), phs().example_batch(2, 32) | {"M": torch.zeros(2, 1, 32, 32)}, nets=["S"])
+    assert all(set(v) == {"S"} for v in only.values())

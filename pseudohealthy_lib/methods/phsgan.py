@@ -33,7 +33,8 @@ The library's additions, all off by default (the paper's model), and why each ex
 lesion: at the CPU budget G writes a texture over the brain and keeps a ghost of the lesion.
 The recipe search that chose among these (``pseudohealthy_lib/records/phsgan.jsonl``, chapter 6)
 kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``paste_dilate=2``
-(paired) or ``hh_mask='other'`` (unpaired), a 50-image history and S's own learning rate::
+(paired) or ``hh_mask='other'`` with (8), a Dice mask term, ``s_prior`` and lambda_3 = 0.5
+(unpaired), a 50-image history and S's own learning rate::
 
     L_id   = |G(x_h) - x_h|_1                          lambda_id: CycleGAN's identity term     (6)
     L_keep = |(1 - m) * (G(x_p) - x_p)|_1              lambda_keep: keep x_p outside the map   (7)
@@ -47,6 +48,14 @@ kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``pas
       L_CC(H-H) = |G(R(x_h, m)) - x_h|_1 + |S(R(x_h, m)) - m|_1                             (1')
 
   and R's image is then no longer among D_x's fakes (nor in the first half of (2) for R).
+  Nothing then asks R's painting to look like a lesion: R and S can agree on any mark R leaves
+  and S finds. ``mask_loss='dice'`` scores S's map in (1') with the Dice loss of (3) instead of
+  the mean absolute error: the target now holds a lesion of a few hundred pixels, which an
+  absolute error over the whole image barely notices (a map of zeros scores 0.03).
+  ``lambda_paint`` adds a critic D_p that tells real pathological slices from R's
+  paintings, so that the lesions S learns to find in Cycle H-H look like the real ones::
+
+      L_GAN3 = 1/2 (D_p(R(x_h, m)) - 1)^2;  D_p: real x_p -> 1, R(x_h, m) -> 0            (8)
   ``'paste'`` (paired) pastes a *real* lesion, x_p inside its mask m_p and inside x_h's head, over
   x_h and applies (1') to it; R then learns from Cycle P-H alone. A painting is made by R, which
   the same cycle trains, so R can leave in it what G needs to undo it; a pasted lesion carries
@@ -64,10 +73,17 @@ kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``pas
 * ``cycle_noise``: Gaussian noise on each cycle's intermediate image, to make a faint code
   unreadable (``evaluate.hidden_lesion`` measures such codes). ``shortcut``: ANT-GAN's global
   shortcut in G. ``critic='patchgan'``: ANT-GAN's PatchGAN in place of Table 4's critics.
-  ``lr_s``: S's own learning rate (S's map collapsed to black at 1e-3 in a trial).
+  ``lr_s``: S's own learning rate (S's map collapsed to black at 1e-3 in a trial). ``s_prior``:
+  S's output bias set so that its first maps say "lesion" with this probability everywhere (as
+  RetinaNet starts its classifier at a small prior), instead of 0.5: an unpaired S that starts
+  at 0.5 stayed there for the 150 steps of a trial, its Cycle H-H error stuck at 0.49.
 * ``setting='gan'`` is the paper's conditional-GAN baseline: G alone, trained with the first half
   of (2) against real healthy slices; nothing ties its output to its input. ``lambda_seg`` is the
-  paper's lambda_3 in both settings: the weight of L_Seg (paired) or of L_GAN2 (unpaired).
+  paper's lambda_3 in both settings: the weight of L_Seg (paired) or of L_GAN2 (unpaired). At the
+  paper's 10, once D_m tells S's soft maps from binary masks (within 50 steps in a trial), the
+  gradient of (4) on S's weights was 50-100 times the cycle terms' together
+  (``explore.term_gradients``): S followed the critic and found no lesion (Dice 0.00-0.02 on the
+  validation split at steps 100-200 in three trials). At 0.5 the cycle terms lead and S's Dice passed 0.7 by step 300.
 
 Choices where the paper is silent or unclear: images are in [-1, 1] with a tanh output (the
 paper's sigmoid on [0, 1] images, rescaled); the critics see one channel (Table 4 lists two
@@ -93,6 +109,7 @@ from ..utils import OptionError
 from .base import ImagePool, Translator, register
 
 SETTINGS = ("paired", "unpaired", "gan")
+CRITICS = ("D_x", "D_m", "D_p")
 
 
 @register
@@ -102,11 +119,11 @@ class PHSGAN(Translator):
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_hh": None, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
                 "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "map_grad": 1.0, "lr_s": None,
-                "critic": "table4", "hh_mask": "black", "paste_dilate": 0, "hh_detach": False, "pool_size": 0,
+                "critic": "table4", "hh_mask": "black", "paste_dilate": 0, "hh_detach": False, "lambda_paint": 0.0, "s_prior": None, "mask_loss": "l1", "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
-    choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other", "paste"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
+    choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "mask_loss": ("l1", "dice"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other", "paste"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
-              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "paste_dilate": (0, None), "map_grad": (0.0, 1.0), "pool_size": (0, None),
+              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "paste_dilate": (0, None), "lambda_paint": (0, None), "map_grad": (0.0, 1.0), "pool_size": (0, None),
               "init_gain": (0, None)}
     variants = {"paired": {"setting": "paired"}, "unpaired": {"setting": "unpaired"},
                 "conditional-gan": {"setting": "gan"}}
@@ -115,7 +132,7 @@ class PHSGAN(Translator):
     def resolve_options(cls, options, version):
         o = super().resolve_options(options, version)
         for key, what, ok in (("lambda_gan", "of at least 0", lambda v: v >= 0), ("lambda_hh", "of at least 0", lambda v: v >= 0),
-                              ("lr_s", "above 0", lambda v: v > 0)):              # null or a number
+                              ("lr_s", "above 0", lambda v: v > 0), ("s_prior", "between 0 and 1", lambda v: 0 < v < 1)):              # null or a number
             v = o[key]
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v)):
                 raise OptionError(f"phsgan option {key}: expected a finite number {what} or null, got {v!r}")
@@ -133,6 +150,12 @@ class PHSGAN(Translator):
         if o["hh_detach"] and o["hh_mask"] != "other":
             raise OptionError("phsgan option hh_detach=true needs hh_mask='other' (with the paper's black mask, "
                               "Cycle H-H is what trains R to make healthy images)")
+        if o["lambda_paint"] and o["hh_mask"] != "other":
+            raise OptionError(f"phsgan option lambda_paint={o['lambda_paint']} judges R's paintings of another "
+                              f"subject's mask, made only with hh_mask='other', not hh_mask={o['hh_mask']!r}")
+        if o["mask_loss"] == "dice" and o["hh_mask"] == "black":
+            raise OptionError("phsgan option mask_loss='dice' needs a lesion in Cycle H-H's mask (hh_mask='other' "
+                              "or 'paste'): against the paper's black mask every map has Dice loss 1")
         if o["lambda_hh"] is None:                       # the paper: one weight for every term of Eq. (1)
             o["lambda_hh"] = o["lambda_cc"]
         if o["lambda_gan"] is None:                      # Sec. 4.1: 1 paired, 2 unpaired ("focus on synthesis")
@@ -152,7 +175,11 @@ class PHSGAN(Translator):
             nets |= {"S": ResUnet(1, 1, o["s_ngf"], o["s_depth"]), "R": generator(2)}
         if o["setting"] == "unpaired":
             nets["D_m"] = critic(1, o["ndf"])
+        if o["lambda_paint"]:
+            nets["D_p"] = critic(1, o["ndf"])
         self.nets = nn.ModuleDict({k: init_weights(v, o["init"], o["init_gain"]) for k, v in nets.items()})
+        if o["s_prior"] is not None and "S" in self.nets:   # S starts out saying "lesion" with this probability
+            nn.init.constant_(self.nets["S"].out.bias, math.log(o["s_prior"] / (1 - o["s_prior"])))
         self.pool = ImagePool(o["pool_size"], seed=cfg.seed)
 
     def check_side(self, side):
@@ -172,7 +199,7 @@ class PHSGAN(Translator):
 
     def optimizers(self):
         gens = [self.nets[k] for k in ("G", "S", "R") if k in self.nets]
-        critics = [self.nets[k] for k in ("D_x", "D_m") if k in self.nets]
+        critics = [self.nets[k] for k in CRITICS if k in self.nets]
         own_lr = self.opt["lr_s"] is not None and "S" in self.nets
         opt_g = self.adam(*(n for n in gens if not (own_lr and n is self.nets["S"])))
         if own_lr:                                                  # S at its own learning rate
@@ -181,6 +208,16 @@ class PHSGAN(Translator):
 
     def exported(self):
         return [k for k in ("G", "S", "R") if k in self.nets]
+
+    def validate(self, data, split: str = "val") -> dict[str, float]:
+        """S's own map on ``split`` (:func:`~pseudohealthy_lib.evaluate.own_map`): Dice on lesion
+        slices and the false-alarm rate on healthy ones, logged as ``val_s_dice``, ``val_s_false_alarm``."""
+        from ..evaluate import own_map
+
+        if "S" not in self.nets:
+            return {}
+        own = own_map(self, data, split)
+        return {k: v for k, v in (("s_dice", own["dice"]), ("s_false_alarm", own["false_alarm_rate"])) if v is not None}
 
     def segment(self, x: torch.Tensor) -> torch.Tensor:
         """S: the pathology map, probabilities (B, 1, H, W)."""
@@ -239,9 +276,14 @@ class PHSGAN(Translator):
             terms["keep"] = o["lambda_keep"] * L.anomaly_mask_loss(out["x_h_fake"].float(), batch["A"].float(), inside, power=1)
         if o["hh_mask"] == "black":                  # R(x_h, m) with a lesion in m is not meant to look healthy
             terms["gan_R"] = o["lambda_gan"] * 0.5 * lsgan(n["D_x"](out["x_h_lesioned"]))                  # Eq. (2)
+        if o["lambda_paint"]:                        # R's painting should look like a real lesion slice
+            terms["gan_P"] = o["lambda_paint"] * 0.5 * lsgan(n["D_p"](out["x_h_lesioned"]))                # Eq. (8)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
         terms["cc_H"] = o["lambda_hh"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
-        terms["cc_M"] = o["lambda_cc"] * (out["m_h_rec"].float() - out["m_h"].float()).abs().mean()      # Eq. (1)
+        if o["mask_loss"] == "dice":                 # the mask holds a lesion: Dice weighs its few pixels
+            terms["cc_M"] = o["lambda_cc"] * L.soft_dice_loss(out["m_h_rec"].float(), out["m_h"].float())
+        else:
+            terms["cc_M"] = o["lambda_cc"] * (out["m_h_rec"].float() - out["m_h"].float()).abs().mean()  # Eq. (1)
         if o["setting"] == "paired":
             terms["seg"] = o["lambda_seg"] * L.soft_dice_loss(out["m_p_fake"].float(), batch["A_mask"])    # Eq. (3)
         else:
@@ -250,7 +292,7 @@ class PHSGAN(Translator):
 
     def training_step(self, batch, ctx):
         n = self.nets
-        out, terms, loss_g = self.update_generators(batch, ctx, [n[k] for k in ("D_x", "D_m") if k in n])
+        out, terms, loss_g = self.update_generators(batch, ctx, [n[k] for k in CRITICS if k in n])
         with ctx.autocast():
             from_r = "x_h_lesioned" in out and self.opt["hh_mask"] == "black"
             fakes = [out["x_h_fake"].detach()] + ([out["x_h_lesioned"].detach()] if from_r else [])
@@ -265,6 +307,11 @@ class PHSGAN(Translator):
                 d_m = 0.5 * (L.gan_loss(pr, True) + L.gan_loss(pf, False))
                 logs["D_m"] = d_m.detach()
                 loss_d = loss_d + d_m
+            if "D_p" in n:                                                                 # Eq. (8)
+                pr, pf = n["D_p"](torch.cat([batch["A"], out["x_h_lesioned"].detach()])).chunk(2)
+                d_p = 0.5 * (L.gan_loss(pr, True) + L.gan_loss(pf, False))
+                logs["D_p"] = d_p.detach()
+                loss_d = loss_d + d_p
         ctx.backward(loss_d)
         ctx.update("D")
         return {"G": loss_g.detach(), **{k: v.detach() for k, v in terms.items()}, **logs}
