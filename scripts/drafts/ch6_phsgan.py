@@ -303,14 +303,18 @@ viz.plot_history(history, ["gan_G", "gan_R", "cc_P", "cc_H", "cc_M", "seg", "D_x
 """)
 
 md(r"""
-The shipped models were trained with the library's own command, for example
+The shipped models were trained with the library's own `train` command; each model's recipe is
+one line of `recipes.RECIPES`, and `python -m pseudohealthy_lib zoo --train NAME` runs it (here
+the seed-0 models of the four kinds):
+""")
 
-```bash
-python -m pseudohealthy_lib train phsgan --preset cpu --variant paired --export phsgan-paired
-python -m pseudohealthy_lib train phsgan --preset cpu --variant unpaired --seed 1 --export phsgan-unpaired-s1
-```
+code(r"""
+for kind in ("paired", "unpaired", "cgan", "cyclegan"):
+    print("python -m pseudohealthy_lib", " ".join(recipes.train_args(recipes.phsgan_name(kind))))
+""")
 
-(`python -m pseudohealthy_lib zoo` lists every recipe). The `cpu` preset is a recipe searched on the
+md(r"""
+The `cpu` preset is a recipe searched on the
 selection phantom, as in chapter 3; its trials are below. The proposed models were trained three
 times, with seeds 0, 1 and 2, so that the tables can show how much a result moves from one
 training to the next.
