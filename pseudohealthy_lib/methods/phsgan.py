@@ -56,6 +56,7 @@ kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``pas
   paintings, so that the lesions S learns to find in Cycle H-H look like the real ones::
 
       L_GAN3 = 1/2 (D_p(R(x_h, m)) - 1)^2;  D_p: real x_p -> 1, R(x_h, m) -> 0            (8)
+
   ``'paste'`` (paired) pastes a *real* lesion, x_p inside its mask m_p and inside x_h's head, over
   x_h and applies (1') to it; R then learns from Cycle P-H alone. A painting is made by R, which
   the same cycle trains, so R can leave in it what G needs to undo it; a pasted lesion carries
