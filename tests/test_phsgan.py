@@ -270,8 +270,41 @@ def test_cycle_hh_can_start_from_a_pasted_real_lesion():
     cut[..., 1:11, 6:11] = 1                                    # widened by 1 pixel, still not into the background
     assert grown["m_h"].equal(inside)                           # S must find the lesion, not the cut
     assert grown["x_h_lesioned"].equal(torch.where(cut.bool(), batch["A"], batch["B"]))
-    with pytest.raises(OptionError, match="paste_dilate=2 widens the pasted lesion of hh_mask='paste', not hh_mask='other'"):
+    with pytest.raises(OptionError, match=r"paste_dilate=2 widens the pasted lesion of hh_mask='paste' or lambda_selfpaste, "
+                       r"neither of which is on \(hh_mask='other'\)"):
         phs(hh_mask="other", paste_dilate=2)
+
+
+def test_selfpaste_cuts_real_lesions_out_with_s_own_map_and_trains_g_alone():
+    """lambda_selfpaste (Eq. 9): x_p inside [S(x_p) > 0.5] pasted over x_h; |G(that) - x_h| trains G only."""
+    torch.manual_seed(0)
+    m = phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other", lambda_selfpaste=3.0)
+    batch = m.example_batch(2, 32)
+    batch["A"] = torch.full_like(batch["A"], 0.8)
+    batch["B"] = torch.full_like(batch["B"], -0.2)
+    found = torch.zeros_like(batch["A_mask"])
+    found[..., 4:12, 4:12] = 1
+    m.nets["S"].forward = lambda x: (found[: len(x)] * 2 - 1) * 5     # S says "lesion" (p 0.99) on the square only
+    out = m(batch)
+    assert out["x_h_selfpasted"].equal(torch.where(found.bool(), batch["A"], batch["B"]))
+    terms = m.generator_losses(batch, out)
+    assert terms["self"].item() == pytest.approx(3.0 * (out["x_h_selfrec"] - batch["B"]).abs().mean().item(), rel=1e-5)
+    del m.nets["S"].forward
+    out = m(batch)
+    terms = m.generator_losses(batch, out)
+    terms["self"].backward()                                         # S's map is detached and R is not involved
+    grad = lambda k: sum(p.grad.abs().sum().item() for p in m.nets[k].parameters() if p.grad is not None)   # noqa: E731
+    assert grad("G") > 0 and grad("S") == 0 and grad("R") == 0
+    m.nets["S"].forward = lambda x: torch.full_like(x, -5.0)          # S finds nothing: Eq. (9) is the identity term
+    assert m(batch)["x_h_selfpasted"].equal(batch["B"])
+    grown = phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, lambda_selfpaste=1.0, paste_dilate=1)
+    grown.nets["S"].forward = lambda x: (found[: len(x)] * 2 - 1) * 5
+    cut = torch.zeros_like(found)
+    cut[..., 3:13, 3:13] = 1
+    assert grown(batch)["x_h_selfpasted"].equal(torch.where(cut.bool(), batch["A"], batch["B"]))
+    assert "self" not in phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4).generator_losses(batch, m(batch))
+    with pytest.raises(OptionError, match="lambda_selfpaste=1.0 cuts lesions out with S's map, which setting='gan' does not have"):
+        phs("gan", lambda_selfpaste=1.0)
 
 
 def test_the_paint_critic_judges_r_paintings_against_real_lesion_slices():

@@ -66,6 +66,16 @@ kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``pas
 
   ``paste_dilate`` cuts the lesion out with m_p widened by that many pixels, taking along the
   bright border a lesion leaves just outside its label (S must still answer m_p).
+* ``lambda_selfpaste`` (no masks needed): the unpaired analogue of (1''). The lesion is cut
+  out of x_p with S's own map, thresholded at 0.5 and detached, and pasted over x_h; G must give
+  back x_h. It trains G alone, on *real* lesions, wherever S already finds them::
+
+      x_h'' = paste(x_p, [S(x_p) > 0.5], x_h) as in (1''),   L_self = |G(x_h'') - x_h|_1    (9)
+
+  While S finds nothing the pasted image is x_h itself and (9) is the identity term (6). Without
+  it the only lesions G learns to remove *towards a known answer* are R's paintings of (1'), and
+  an unpaired G filled S's lesions with dark, ventricle-like blobs that D_x accepted (chapter 6).
+  ``paste_dilate`` widens the cut as in (1'').
 * ``block_hiding`` / ``map_grad``: the P-H cycle's gradient reaches G inside S's map multiplied
   by ``map_grad`` (``block_hiding`` is 0): R still learns to rebuild the lesion, but G is not
   rewarded for writing something readable there. It did not remove the lesion ghost in the trials.
@@ -120,11 +130,11 @@ class PHSGAN(Translator):
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_hh": None, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
                 "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "map_grad": 1.0, "lr_s": None,
-                "critic": "table4", "hh_mask": "black", "paste_dilate": 0, "hh_detach": False, "lambda_paint": 0.0, "s_prior": None, "mask_loss": "l1", "pool_size": 0,
+                "critic": "table4", "hh_mask": "black", "paste_dilate": 0, "hh_detach": False, "lambda_paint": 0.0, "lambda_selfpaste": 0.0, "s_prior": None, "mask_loss": "l1", "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "mask_loss": ("l1", "dice"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other", "paste"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
-              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "paste_dilate": (0, None), "lambda_paint": (0, None), "map_grad": (0.0, 1.0), "pool_size": (0, None),
+              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "paste_dilate": (0, None), "lambda_paint": (0, None), "lambda_selfpaste": (0, None), "map_grad": (0.0, 1.0), "pool_size": (0, None),
               "init_gain": (0, None)}
     variants = {"paired": {"setting": "paired"}, "unpaired": {"setting": "unpaired"},
                 "conditional-gan": {"setting": "gan"}}
@@ -145,9 +155,12 @@ class PHSGAN(Translator):
         if o["hh_mask"] == "paste" and o["setting"] != "paired":
             raise OptionError(f"phsgan option hh_mask='paste' pastes lesions cut out with the training masks of the "
                               f"paired setting, not setting={o['setting']!r}: use hh_mask='other'")
-        if o["paste_dilate"] and o["hh_mask"] != "paste":
-            raise OptionError(f"phsgan option paste_dilate={o['paste_dilate']} widens the pasted lesion of hh_mask='paste', "
-                              f"not hh_mask={o['hh_mask']!r}")
+        if o["paste_dilate"] and o["hh_mask"] != "paste" and not o["lambda_selfpaste"]:
+            raise OptionError(f"phsgan option paste_dilate={o['paste_dilate']} widens the pasted lesion of hh_mask='paste' "
+                              f"or lambda_selfpaste, neither of which is on (hh_mask={o['hh_mask']!r})")
+        if o["lambda_selfpaste"] and o["setting"] == "gan":
+            raise OptionError(f"phsgan option lambda_selfpaste={o['lambda_selfpaste']} cuts lesions out with S's map, "
+                              "which setting='gan' does not have")
         if o["hh_detach"] and o["hh_mask"] != "other":
             raise OptionError("phsgan option hh_detach=true needs hh_mask='other' (with the paper's black mask, "
                               "Cycle H-H is what trains R to make healthy images)")
@@ -244,6 +257,10 @@ class PHSGAN(Translator):
             inside = scale * to_r + (1 - scale) * to_r.detach()
             to_r = m * inside + (1 - m) * to_r
         out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
+        if self.opt["lambda_selfpaste"]:                    # Eq. (9): a real lesion, cut out with S's own map
+            found = (out["m_p_fake"].detach() > 0.5).to(x_h.dtype)
+            out["x_h_selfpasted"] = L.paste_lesion(x_p, found, x_h, self.opt["paste_dilate"])[0]
+            out["x_h_selfrec"] = self.nets["G"](out["x_h_selfpasted"])
         if self.opt["hh_mask"] == "paste":                                                        # Cycle H-H, Eq. (1'')
             out["x_h_lesioned"], out["m_h"] = L.paste_lesion(x_p, batch["A_mask"], x_h, self.opt["paste_dilate"])
         else:                                                                                     # Cycle H-H
@@ -280,6 +297,8 @@ class PHSGAN(Translator):
         if o["lambda_paint"]:                        # R's painting should look like a real lesion slice
             terms["gan_P"] = o["lambda_paint"] * 0.5 * lsgan(n["D_p"](out["x_h_lesioned"]))                # Eq. (8)
         terms["cc_P"] = o["lambda_cc"] * L.cycle_loss(out["x_p_rec"], batch["A"])                          # Eq. (1)
+        if o["lambda_selfpaste"]:
+            terms["self"] = o["lambda_selfpaste"] * L.cycle_loss(out["x_h_selfrec"], batch["B"])           # Eq. (9)
         terms["cc_H"] = o["lambda_hh"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
         if o["mask_loss"] == "dice":                 # the mask holds a lesion: Dice weighs its few pixels
             terms["cc_M"] = o["lambda_cc"] * L.soft_dice_loss(out["m_h_rec"].float(), out["m_h"].float())
