@@ -54,42 +54,75 @@ def n_parameters(model) -> int | None:
     return int(sum(p.numel() for k in names for p in nets[k].parameters()))
 
 
-def benchmark(models: dict, name: str = "glioma", judge=None, references: bool = True, data=None):
+def benchmark(models: dict, name: str = "glioma", judge=None, references: bool = True, data=None,
+              keep_outputs: bool = False):
     """One table (pandas) of ``models`` (label -> a model or a list of the seeds of one recipe)
     on benchmark set ``name`` (or on ``data``), judged by ``judge`` (default: the zoo's judge of
     the set's lesion). Each metric of :data:`METRICS` is the mean over seeds, ``<metric> sd`` its
-    standard deviation over seeds (NaN for one seed); ``params`` (millions), ``train minutes``
+    standard deviation over seeds (NaN for one seed); ``given the mask`` marks inpainters, which
+    are told where the lesion is (their detection scores are NaN: their difference map only
+    repeats the mask they were given); ``params`` (millions), ``train minutes``
     (from the zoo manifest, where there is one) and ``slices/s`` (this machine) follow. With
-    ``references`` the reference rows (doing nothing, the oracle, inpainting given the true mask)
-    come first."""
+    ``references`` the reference rows (doing nothing, the oracle, inpainting given the true mask,
+    the intensity threshold as a detector) come first. ``keep_outputs`` returns ``(table, results)``
+    instead, ``results[label]`` the list of each seed's :class:`~pseudohealthy_lib.evaluate.Result`
+    with its outputs kept (for :func:`worst_cases` and :func:`pr_curves`)."""
     import pandas as pd
 
     from . import zoo
 
     data = benchmark_data(name) if data is None else data
     judge = load_model(judge or zoo.judge_name(SETS.get(name, {"lesion": "glioma"})["lesion"]))
-    rows = {}
+    rows, kept = {}, {}
     if references:
         refs = compute_references(data, "all", judge)
-        for label in ("do nothing", "oracle", "inpainting"):
+        for label in ("do nothing", "oracle", "inpainting", "intensity threshold"):
             if label in refs:
                 rows[f"({label})"] = {k: refs[label].get(k, np.nan) for k in METRICS}
     for label, seeds in models.items():
         seeds = seeds if isinstance(seeds, (list, tuple)) else [seeds]
         loaded = [load_model(m) for m in seeds]
-        res = [evaluate(m, data, "all", segmentor=judge) for m in loaded]
+        res = [evaluate(m, data, "all", segmentor=judge, keep_outputs=keep_outputs) for m in loaded]
+        kept[label] = res
         row = {}
         for k in METRICS:
             vals = np.array([np.nan if r.get(k) is None else r[k] for r in res], float)
             row[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
             row[f"{k} sd"] = float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else np.nan
+        if getattr(loaded[0], "needs_mask", False):    # told where the lesion is: its map detects nothing
+            row["auprc"] = row["dice_max"] = np.nan
+        row["given the mask"] = bool(getattr(loaded[0], "needs_mask", False))
         params = n_parameters(loaded[0])
         manifest = getattr(loaded[0], "manifest", None) or {}
         row.update({"seeds": len(seeds), "params (M)": params / 1e6 if params else np.nan,
                     "train minutes": manifest.get("wall_seconds", np.nan) / 60 if manifest else np.nan,
                     "slices/s": float(np.mean([r["slices_per_s"] for r in res]))})
         rows[label] = row
-    return pd.DataFrame(rows).T
+    table = pd.DataFrame(rows).T
+    return (table, kept) if keep_outputs else table
+
+
+def worst_cases(result, n: int = 2, key: str = "psnr_lesion") -> np.ndarray:
+    """Positions (in ``data.select(None)`` order) of the ``n`` lesion slices of ``result`` with the
+    lowest per-slice ``key``: where a method fails, to be looked at, not only averaged."""
+    vals = np.asarray(result.per_slice[key], float)
+    ok = np.nonzero(np.isfinite(vals))[0]
+    return ok[np.argsort(vals[ok], kind="stable")[:n]]
+
+
+def pr_curves(results: dict, data) -> dict:
+    """Each method's difference map ``|x - G(x)|`` as a pixel-wise lesion detector over the tissue
+    of ``data`` (all slices): ``{label: metrics.detection(..., curve=True)}`` from the first seed's
+    kept outputs (``benchmark(..., keep_outputs=True)``), plus the intensity itself as a detector
+    under ``'(intensity threshold)'``."""
+    from . import metrics as M
+
+    x = data.images.astype(np.float32)
+    tissue = M.tissue_mask(x)
+    curves = {"(intensity threshold)": M.detection(x, data.masks, tissue, curve=True)}
+    for label, res in results.items():
+        curves[label] = M.detection(np.abs(x - res[0].outputs.astype(np.float32)), data.masks, tissue, curve=True)
+    return curves
 
 
 def write_leaderboard(table, path, name: str) -> dict:
@@ -98,10 +131,91 @@ def write_leaderboard(table, path, name: str) -> dict:
     from . import __version__
     from .engine import git_commit, hardware
 
-    rows = {label: {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
-            for label, row in table.to_dict(orient="index").items()}
+    def plain(v):                                     # numpy scalars as Python ones; no NaN or Infinity in JSON
+        v = v.item() if isinstance(v, np.generic) else v
+        return None if isinstance(v, float) and not np.isfinite(v) else v
+
+    rows = {label: {k: plain(v) for k, v in row.items()} for label, row in table.to_dict(orient="index").items()}
     board = {"set": name, "phantom": {"seed": SEED, **SETS.get(name, {})}, "version": __version__,
              "commit": git_commit(), "hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "rows": rows}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(board, indent=1))
     return board
+
+
+def _methods(table):
+    """The rows of a benchmark table that are methods, not references (labels in brackets)."""
+    return table[[not str(k).startswith("(") for k in table.index]]
+
+
+def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
+    """The chapter's guide, computed from a benchmark ``table``: ``{situation: (label, evidence)}``.
+
+    ``fidelity``: the highest lesion PSNR of the methods *not* given the mask; ``given``: the
+    same among those given it; ``identity``: the highest identity among the methods whose
+    healthiness reaches ``healthy_enough``; ``speed``: the fastest method whose lesion PSNR is at
+    least ``gain_db`` above doing nothing's. A situation no method qualifies for says so.
+    """
+    rows = _methods(table)
+    told = rows["given the mask"].astype(bool) if "given the mask" in rows else np.zeros(len(rows), bool)
+    nothing = float(table.loc["(do nothing)", "psnr_lesion"]) if "(do nothing)" in table.index else np.nan
+
+    def best(sub, key, text, fmt, none):
+        sub = sub[np.isfinite(sub[key].astype(float))]
+        if not len(sub):
+            return (none, "-")
+        k = sub[key].astype(float).idxmax()
+        return (k, text.format(fmt.format(float(sub.loc[k, key])), row=sub.loc[k]))
+
+    psnr = "lesion PSNR {} dB"
+    return {
+        "fidelity": best(rows[~told], "psnr_lesion", psnr, "{:.2f}", "no method without the mask"),
+        "given": best(rows[told], "psnr_lesion", psnr, "{:.2f}", "no method given the mask"),
+        "identity": best(rows[rows["healthiness"].astype(float) >= healthy_enough], "identity",
+                         "identity {}", "{:.3f}", f"no method reaches healthiness {healthy_enough}"),
+        "speed": best(rows[rows["psnr_lesion"].astype(float) >= nothing + gain_db], "slices/s",
+                      "{} slices per second", "{:.0f}", f"no method gains {gain_db:g} dB"),
+    }
+
+
+def formatted(table, columns, digits: int = 3):
+    """``table``'s ``columns`` as strings for display: ``mean ± sd`` where the ``<metric> sd`` column
+    has a value (several seeds), the mean alone otherwise, blank where there is none."""
+    import pandas as pd
+
+    def cell(row, c):
+        v, sd = float(row.get(c, np.nan)), float(row.get(f"{c} sd", np.nan))
+        if np.isnan(v):
+            return ""
+        return f"{v:.{digits}f}" + (f" ± {sd:.{digits}f}" if np.isfinite(sd) else "")
+
+    return pd.DataFrame({c: [cell(row, c) for _, row in table.iterrows()] for c in columns}, index=table.index)
+
+
+def plot_tradeoff(table, x: str, y: str, ax=None, logx: bool = False, legend: bool = True):
+    """One point per row of a benchmark ``table`` at (``x``, ``y``), a colour and a legend entry
+    each, with error bars from the ``<metric> sd`` columns where there are several seeds;
+    reference rows as open grey markers."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    markers = "osD^vP*X"
+    for n, (label, row) in enumerate(table.iterrows()):
+        px, py = float(row.get(x, np.nan)), float(row.get(y, np.nan))
+        if not (np.isfinite(px) and np.isfinite(py)):
+            continue
+        ref = str(label).startswith("(")
+        ax.errorbar(px, py, xerr=_sd(row, x), yerr=_sd(row, y), fmt=markers[n % len(markers)], ms=7, capsize=2,
+                    mfc="none" if ref else None, color="grey" if ref else None, label=str(label), alpha=0.85)
+    ax.set(xlabel=x, ylabel=y)
+    if legend:
+        ax.legend(fontsize=7)
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def _sd(row, key):
+    v = float(row.get(f"{key} sd", np.nan))
+    return v if np.isfinite(v) else None

@@ -192,6 +192,7 @@ class Result(dict):
         self.per_slice = per_slice or {}
         self.subjects = subjects
         self.by_subject = by_subject or {}        # pooled metrics computed subject by subject
+        self.outputs = None                       # a translator's outputs (N, H, W), when asked to keep them
 
     def subject_means(self, key: str) -> dict:
         """Each subject's value of metric ``key``: the mean of its slices' values (``nan`` slices
@@ -369,13 +370,15 @@ def score_segmentation(prob, masks, subjects, labels, pred=None) -> Result:
 
 
 def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int = 16,
-             references: bool = False) -> Result:
+             references: bool = False, keep_outputs: bool = False) -> Result:
     """Evaluate ``model`` on ``split`` of the prepared slices ``data`` (a file or loaded data).
 
     ``segmentor`` (a model with ``predict``, a zoo name or a checkpoint) is the judge for
     healthiness; the result then also carries ``judge`` (its Dice and false-alarm rate on the
     same slices) and ``healthiness_input`` (the healthiness of doing nothing). ``references``
-    adds the reference rows of :func:`compute_references`. The model's train/eval mode is restored.
+    adds the reference rows of :func:`compute_references`. ``keep_outputs`` keeps a translator's
+    outputs, (N, H, W) float16 in [0, 1] in the order of ``data.select(split)``, as ``result.outputs``
+    (not a key, so results stay JSON-ready). The model's train/eval mode is restored.
     """
     from .data import load_prepared
 
@@ -419,6 +422,8 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
             thr = _val_threshold(data, fn, dev, batch_size, inpainter) if split not in ("val", None, "all") else None
             on_in = judge_masks(judge, x[labels == 1]) if judge is not None else None
             res = score_translation(x, y, masks, subjects, labels, truth, judge, thr, on_in)
+            if keep_outputs:
+                res.outputs = y.astype(np.float16)
             if judge is not None:
                 jr = evaluate(judge, data, split)
                 res["judge"] = {"name": getattr(judge, "manifest", None) and judge.manifest.get("name"),

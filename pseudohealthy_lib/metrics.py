@@ -202,7 +202,7 @@ def dice_of_difference(output, image, mask, threshold: float = 0.1) -> float:
     return dice(np.abs(_np(output) - _np(image)) > threshold, mask)
 
 
-def detection(scores, masks, region=None) -> dict:
+def detection(scores, masks, region=None, curve: bool = False) -> dict:
     """A pixel-wise lesion detector judged over a set of slices (pixels pooled).
 
     ``scores`` (any shape): higher = more likely lesion (e.g. ``|x - G(x)|``, or the FLAIR
@@ -210,7 +210,8 @@ def detection(scores, masks, region=None) -> dict:
     default all). Returns ``auprc`` (area under the precision-recall curve, as average
     precision), ``dice_max`` (the best Dice over all thresholds, written ⌈Dice⌉: optimistic,
     since the threshold is chosen on the test data) and ``threshold_max`` (where it is reached).
-    ``nan`` where the region has no lesion pixel.
+    ``nan`` where the region has no lesion pixel. ``curve`` adds the ``precision`` and ``recall``
+    arrays of the curve (scikit-learn's, recall falling), for plotting.
     """
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -219,12 +220,13 @@ def detection(scores, masks, region=None) -> dict:
         keep = (_np(region) > 0.5).ravel()
         s, t = s[keep], t[keep]
     if not t.any():
-        return {"auprc": float("nan"), "dice_max": float("nan"), "threshold_max": float("nan")}
+        return {"auprc": float("nan"), "dice_max": float("nan"), "threshold_max": float("nan")} | (
+            {"precision": np.array([np.nan]), "recall": np.array([np.nan])} if curve else {})
     prec, rec, thr = precision_recall_curve(t, s)
     f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-12)
     best = int(np.argmax(f1))
-    return {"auprc": float(average_precision_score(t, s)), "dice_max": float(f1[best]),
-            "threshold_max": float(thr[best])}
+    out = {"auprc": float(average_precision_score(t, s)), "dice_max": float(f1[best]), "threshold_max": float(thr[best])}
+    return out | ({"precision": prec, "recall": rec} if curve else {})
 
 
 # --------------------------------------------------------------------------- failure-mode measures

@@ -34,7 +34,9 @@ def test_benchmark_rows_references_seeds_and_leaderboard(tiny_prepared, tmp_path
               "a network": net}
     table = B.benchmark(models, data=data, judge=judge)
     refs = compute_references(data, "all", judge)
-    assert list(table.index[:3]) == ["(do nothing)", "(oracle)", "(inpainting)"]
+    assert list(table.index[:4]) == ["(do nothing)", "(oracle)", "(inpainting)", "(intensity threshold)"]
+    assert table.loc["(intensity threshold)", "auprc"] == pytest.approx(refs["intensity threshold"]["auprc"])
+    assert np.isnan(table.loc["(intensity threshold)", "identity"]) and not table.loc["a function", "given the mask"]
     assert table.loc["nothing", "identity"] == pytest.approx(1.0, abs=1e-5)
     assert table.loc["nothing", "psnr_lesion"] == pytest.approx(refs["do nothing"]["psnr_lesion"])
     assert table.loc["nothing", "healthiness"] == pytest.approx(0.0)     # the perfect judge finds every lesion
@@ -51,6 +53,7 @@ def test_benchmark_rows_references_seeds_and_leaderboard(tiny_prepared, tmp_path
     assert np.isnan(table.loc["a function", "params (M)"]) and table.loc["a function", "slices/s"] > 0
     expected = sum(p.numel() for k in net.exported() for p in net.nets[k].parameters()) / 1e6
     assert table.loc["a network", "params (M)"] == pytest.approx(expected)
+    table["flag"] = np.bool_(True)                                # numpy scalars must not break the JSON
     board = B.write_leaderboard(table, tmp_path / "board.json", "tiny")
     back = json.loads((tmp_path / "board.json").read_text())      # strict JSON: no Infinity or NaN
     assert back == json.loads(json.dumps(board)) and back["phantom"]["seed"] == B.SEED
@@ -61,3 +64,88 @@ def test_unknown_set_is_named():
     from pseudohealthy_lib.utils import OptionError
     with pytest.raises(OptionError, match="unknown benchmark set 'brain'"):
         B.benchmark_data("brain")
+
+
+def test_kept_outputs_worst_cases_and_pr_curves(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    judge = Perfect(data)
+    x = data.images.astype(np.float32)
+    truth = {np.float32(x[i]).tobytes(): data.healthy[i].astype(np.float32) for i in range(len(data))}
+
+    def oracle(t):                                   # knows each slice's healthy truth: a perfect detector too
+        x01 = ((t[:, 0] + 1) / 2).numpy().astype(np.float32)
+        return torch.from_numpy(np.stack([truth.get(xi.tobytes(), xi) for xi in x01]))[:, None] * 2 - 1
+
+    table, kept = B.benchmark({"oracle": oracle, "half": lambda t: t * 0.5}, data=data, judge=judge,
+                              references=False, keep_outputs=True)
+    half = kept["half"][0]
+    assert half.outputs.shape == x.shape and half.outputs.dtype == np.float16
+    assert np.abs(half.outputs - np.clip(((x * 2 - 1) * 0.5 + 1) / 2, 0, 1)).max() < 2e-3
+    assert "outputs" not in half and kept["oracle"][0].outputs is not None
+    psnr = np.asarray(half.per_slice["psnr_lesion"], float)
+    worst = B.worst_cases(half, 2)
+    lesion = np.nonzero(data.labels == 1)[0]
+    assert set(worst) <= set(lesion) and psnr[worst[0]] == np.nanmin(psnr) and psnr[worst[0]] <= psnr[worst[1]]
+    curves = B.pr_curves(kept, data)
+    assert list(curves) == ["(intensity threshold)", "oracle", "half"]
+    assert curves["oracle"]["auprc"] > 0.95 > curves["half"]["auprc"]     # the truth changes the lesion only
+    assert curves["oracle"]["auprc"] == pytest.approx(table.loc["oracle", "auprc"], abs=1e-6)
+
+
+def test_an_inpainter_given_the_mask_gets_no_detection_score(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+
+    class Told(torch.nn.Module):
+        needs_mask = True
+
+        def translate(self, x, mask):
+            return x * (1 - mask) - mask                 # blacks out exactly the lesion it was given
+
+    table = B.benchmark({"told": Told()}, data=data, judge=Perfect(data), references=False)
+    assert table.loc["told", "given the mask"] and np.isnan(table.loc["told", "auprc"])
+    assert np.isfinite(table.loc["told", "psnr_lesion"])
+
+
+def test_the_guide_is_computed_from_the_table():
+    import pandas as pd
+    table = pd.DataFrame({
+        "(do nothing)": {"identity": 1.0, "healthiness": 0.0, "psnr_lesion": 10.0, "slices/s": np.nan, "given the mask": np.nan},
+        "(oracle)": {"identity": 0.99, "healthiness": 1.0, "psnr_lesion": np.inf, "slices/s": np.nan, "given the mask": np.nan},
+        "fast": {"identity": 0.90, "healthiness": 0.90, "psnr_lesion": 14.5, "slices/s": 300.0, "given the mask": False},
+        "faithful": {"identity": 0.99, "healthiness": 0.80, "psnr_lesion": 16.0, "slices/s": 50.0, "given the mask": False},
+        "careful": {"identity": 0.97, "healthiness": 0.95, "psnr_lesion": 13.0, "slices/s": 900.0, "given the mask": False},
+        "told": {"identity": 0.995, "healthiness": 0.99, "psnr_lesion": 22.0, "slices/s": 5.0, "given the mask": True},
+    }).T
+    g = B.guide(table)
+    assert g["fidelity"] == ("faithful", "lesion PSNR 16.00 dB")      # the told inpainter and the oracle are apart
+    assert g["given"] == ("told", "lesion PSNR 22.00 dB")
+    assert g["identity"] == ("told", "identity 0.995")               # healthiness >= 0.85 only: not 'faithful'
+    assert g["speed"] == ("fast", "300 slices per second")            # 'careful' is faster but gains only 3 dB
+    worse = table.drop(index=["told"]).assign(healthiness=0.5)
+    assert B.guide(worse)["identity"] == ("no method reaches healthiness 0.85", "-")
+    assert B.guide(worse)["given"] == ("no method given the mask", "-")
+    assert B.guide(worse, gain_db=7)["speed"] == ("no method gains 7 dB", "-")
+
+
+def test_the_tradeoff_plot_has_a_point_per_row_with_seed_error_bars():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    table = pd.DataFrame({"(do nothing)": {"identity": 1.0, "healthiness": 0.0},
+                          "a": {"identity": 0.9, "healthiness": 0.8, "healthiness sd": 0.05},
+                          "b": {"identity": np.nan, "healthiness": 0.5}}).T
+    ax = B.plot_tradeoff(table, "identity", "healthiness")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["(do nothing)", "a"]   # b has no identity: not drawn
+    bars = [c for c in ax.containers if c.has_yerr]
+    assert len(bars) == 1 and bars[0].lines[0].get_ydata()[0] == pytest.approx(0.8)
+    plt.close("all")
+
+
+def test_formatted_shows_the_spread_over_seeds_where_there_is_one():
+    import pandas as pd
+    table = pd.DataFrame({"one": {"psnr_lesion": 15.2, "psnr_lesion sd": np.nan, "identity": 0.99},
+                          "three": {"psnr_lesion": 16.76123, "psnr_lesion sd": 0.3321, "identity": np.nan}}).T
+    f = B.formatted(table, ["psnr_lesion", "identity"], digits=2)
+    assert f.loc["one", "psnr_lesion"] == "15.20" and f.loc["three", "psnr_lesion"] == "16.76 ± 0.33"
+    assert f.loc["three", "identity"] == "" and f.loc["one", "identity"] == "0.99"

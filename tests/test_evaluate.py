@@ -120,6 +120,13 @@ def test_detection_against_sklearn_and_brute_force():
     region[:, :8, :8] = True                                         # judging part of the image only
     assert M.detection(scores, masks, region)["auprc"] == pytest.approx(
         average_precision_score(masks[region], scores[region]))
+    curve = M.detection(scores, masks, curve=True)                  # the curve, for plotting
+    assert curve["auprc"] == det["auprc"] and "precision" not in det
+    rec_at = lambda t: (scores[masks] >= t).mean()                   # noqa: E731  recall at threshold t, by hand
+    assert curve["recall"][0] == 1.0 and curve["recall"][-1] == 0.0 and np.all(np.diff(curve["recall"]) <= 0)
+    assert curve["recall"][len(curve["recall"]) // 2] in {rec_at(t) for t in np.unique(scores)}
+    assert curve["precision"].max() == 1.0                            # the top scores are all lesion
+    assert np.isnan(M.detection(scores, np.zeros_like(masks), curve=True)["precision"]).all()
 
 
 def test_tissue_psnr_excludes_background():

@@ -128,6 +128,37 @@ results = {name: evaluate(models[name], data[name], "test", references=True,
 results_table(results)[["psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness", "identity"]].round(3)
 """)
 
+md(r"""
+The healthiness column is only as good as its judge, and the judges are not equally good: a
+lesion that is faint in a contrast is faint for a segmentor too. Before reading healthiness,
+read what each judge makes of the *inputs*, where every test slice with a lesion still has it:
+""")
+
+code(r"""
+judges = pd.DataFrame({name: {"judge": zoo.judge_name("glioma", CONTRASTS[name]),
+                              "judge's Dice on the inputs": r["judge"]["dice"],
+                              "lesion pixels it misses": r["judge"]["missed"],
+                              "healthiness of the inputs": r["healthiness_input"],
+                              "healthiness of the outputs": r["healthiness"]} for name, r in results.items()}).T
+judges
+""")
+
+code(r"""
+free = judges["healthiness of the inputs"].astype(float)
+glue("judge_miss", ", ".join(f"{k} {v:.0%}" for k, v in judges["lesion pixels it misses"].items()), display=False)
+glue("judge_free", ", ".join(f"{k} {v:.2f}" for k, v in free.items()), display=False)
+glue("judge_worst", (f"so {free.idxmax()}'s healthiness starts from {free.max():.2f} before the translator does anything, "
+     f"against {free.min():.2f} for {free.idxmin()}: compare healthiness within a contrast, against its own inputs, "
+     "not across contrasts") if free.max() - free.min() > 0.05 else
+     "so the judges start from a similar place and their healthiness scores can be compared across contrasts", display=False)
+""", tags=["hide-input"])
+
+md(r"""
+The judges miss {glue:text}`judge_miss` of the lesion pixels on the test inputs, and doing nothing
+already earns a healthiness of {glue:text}`judge_free`; {glue:text}`judge_worst`. A judge that
+cannot see a lesion cannot say that it is still there.
+""")
+
 code(r"""
 floors = pd.DataFrame({name: check_floors(r)["met"] for name, r in results.items()}).T
 gain = pd.Series({name: r["psnr_lesion"] - r["references"]["do nothing"]["psnr_lesion"] for name, r in results.items()},
