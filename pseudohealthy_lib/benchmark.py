@@ -71,8 +71,12 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
 
     from . import zoo
 
-    data = benchmark_data(name) if data is None else data
-    judge = load_model(judge or zoo.judge_name(SETS.get(name, {"lesion": "glioma"})["lesion"]))
+    if data is None:
+        data = benchmark_data(name)
+    elif judge is None and name not in SETS:
+        raise OptionError(f"benchmark: no judge given for data of set {name!r}, which has no default judge "
+                          f"(the sets with one: {', '.join(SETS)})")
+    judge = load_model(judge or zoo.judge_name(SETS[name]["lesion"]))
     rows, kept = {}, {}
     if references:
         refs = compute_references(data, "all", judge)
@@ -90,24 +94,32 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
             row[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
             row[f"{k} sd"] = float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else np.nan
         if getattr(loaded[0], "needs_mask", False):    # told where the lesion is: its map detects nothing
-            row["auprc"] = row["dice_max"] = np.nan
+            row["auprc"] = row["dice_max"] = row["auprc sd"] = row["dice_max sd"] = np.nan
         row["given the mask"] = bool(getattr(loaded[0], "needs_mask", False))
         params = n_parameters(loaded[0])
         manifest = getattr(loaded[0], "manifest", None) or {}
         row.update({"seeds": len(seeds), "params (M)": params / 1e6 if params else np.nan,
                     "train minutes": manifest.get("wall_seconds", np.nan) / 60 if manifest else np.nan,
-                    "slices/s": float(np.mean([r["slices_per_s"] for r in res]))})
+                    "slices/s": float(np.mean([np.nan if r["slices_per_s"] is None else r["slices_per_s"] for r in res]))})
         rows[label] = row
     table = pd.DataFrame(rows).T
     return (table, kept) if keep_outputs else table
 
 
-def worst_cases(result, n: int = 2, key: str = "psnr_lesion") -> np.ndarray:
-    """Positions (in ``data.select(None)`` order) of the ``n`` lesion slices of ``result`` with the
-    lowest per-slice ``key``: where a method fails, to be looked at, not only averaged."""
+def worst_cases(result, n: int = 2, key: str = "psnr_lesion", higher_is_better: bool = True,
+                min_area: int = 0, masks=None) -> np.ndarray:
+    """Positions, in the order of the slices ``result`` was computed on (all of a benchmark set's,
+    as :func:`benchmark` scores them), of the ``n`` slices with the worst per-slice ``key``
+    (lowest, or highest with ``higher_is_better=False``): where a method fails, to be looked at,
+    not only averaged. ``min_area`` (with the same slices' ``masks``) skips lesions of fewer pixels,
+    whose few-pixel PSNR is noisy."""
     vals = np.asarray(result.per_slice[key], float)
-    ok = np.nonzero(np.isfinite(vals))[0]
-    return ok[np.argsort(vals[ok], kind="stable")[:n]]
+    ok = np.isfinite(vals)
+    if min_area:
+        ok &= np.asarray(masks).reshape(len(vals), -1).sum(1) >= min_area
+    ok = np.nonzero(ok)[0]
+    order = np.argsort(vals[ok] if higher_is_better else -vals[ok], kind="stable")
+    return ok[order[:n]]
 
 
 def pr_curves(results: dict, data) -> dict:
@@ -119,8 +131,11 @@ def pr_curves(results: dict, data) -> dict:
 
     x = data.images.astype(np.float32)
     tissue = M.tissue_mask(x)
-    curves = {"(intensity threshold)": M.detection(x, data.masks, tissue, curve=True)}
+    darker = M.lesion_contrast(x, data.masks, tissue)["gap"] < 0          # as the reference row scores it
+    curves = {"(intensity threshold)": M.detection(-x if darker else x, data.masks, tissue, curve=True)}
     for label, res in results.items():
+        if res[0].outputs is None:
+            raise OptionError(f"pr_curves: no outputs kept for {label!r}; run benchmark(..., keep_outputs=True)")
         curves[label] = M.detection(np.abs(x - res[0].outputs.astype(np.float32)), data.masks, tissue, curve=True)
     return curves
 
@@ -152,16 +167,19 @@ def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
     """The chapter's guide, computed from a benchmark ``table``: ``{situation: (label, evidence)}``.
 
     ``fidelity``: the highest lesion PSNR of the methods *not* given the mask; ``given``: the
-    same among those given it; ``identity``: the highest identity among the methods whose
-    healthiness reaches ``healthy_enough``; ``speed``: the fastest method whose lesion PSNR is at
-    least ``gain_db`` above doing nothing's. A situation no method qualifies for says so.
+    same among those given it; ``identity``: the highest identity among the methods not given the
+    mask whose healthiness reaches ``healthy_enough``; ``speed``: the fastest method not given the
+    mask whose lesion PSNR is at least ``gain_db`` above doing nothing's. A situation no method
+    qualifies for says so. Reference rows (labels in brackets) never compete.
     """
     rows = _methods(table)
-    told = rows["given the mask"].astype(bool) if "given the mask" in rows else np.zeros(len(rows), bool)
-    nothing = float(table.loc["(do nothing)", "psnr_lesion"]) if "(do nothing)" in table.index else np.nan
+    told = (rows["given the mask"] == True) if "given the mask" in rows else np.zeros(len(rows), bool)   # noqa: E712  NaN: not told
+    if "(do nothing)" not in table.index:
+        raise OptionError("guide: the table has no '(do nothing)' row to measure gains against (benchmark(..., references=True))")
+    nothing = float(table.loc["(do nothing)", "psnr_lesion"])
 
     def best(sub, key, text, fmt, none):
-        sub = sub[np.isfinite(sub[key].astype(float))]
+        sub = sub[~np.isnan(sub[key].astype(float))]
         if not len(sub):
             return (none, "-")
         k = sub[key].astype(float).idxmax()
@@ -171,9 +189,9 @@ def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
     return {
         "fidelity": best(rows[~told], "psnr_lesion", psnr, "{:.2f}", "no method without the mask"),
         "given": best(rows[told], "psnr_lesion", psnr, "{:.2f}", "no method given the mask"),
-        "identity": best(rows[rows["healthiness"].astype(float) >= healthy_enough], "identity",
+        "identity": best(rows[~told & (rows["healthiness"].astype(float) >= healthy_enough)], "identity",
                          "identity {}", "{:.3f}", f"no method reaches healthiness {healthy_enough}"),
-        "speed": best(rows[rows["psnr_lesion"].astype(float) >= nothing + gain_db], "slices/s",
+        "speed": best(rows[~told & (rows["psnr_lesion"].astype(float) >= nothing + gain_db)], "slices/s",
                       "{} slices per second", "{:.0f}", f"no method gains {gain_db:g} dB"),
     }
 

@@ -438,9 +438,14 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
 
 
 def _intensity_row(x, masks) -> dict:
-    """Detection by the image intensity itself (bright lesions on FLAIR), over tissue."""
-    det = M.detection(x, masks, M.tissue_mask(x))
-    return {"auprc": det["auprc"], "dice_max": det["dice_max"], "threshold_max": det["threshold_max"]}
+    """Detection by the image intensity itself over tissue: brightness as the lesion score where
+    the lesions are brighter than the tissue on average (FLAIR), darkness where they are darker
+    (hypodense CT tumours; ``lesion_darker``). The sign is the one bit read from the test masks."""
+    tissue = M.tissue_mask(x)
+    darker = bool(M.lesion_contrast(x, masks, tissue)["gap"] < 0)
+    det = M.detection(-x if darker else x, masks, tissue)
+    return {"auprc": det["auprc"], "dice_max": det["dice_max"], "threshold_max": det["threshold_max"],
+            "lesion_darker": darker}
 
 
 def _score_classifier(model, x, labels, subjects, dev, batch_size) -> Result:

@@ -84,12 +84,33 @@ def contrast_to_noise(images, lesion, tissue) -> float:
     Positive: the lesion is brighter (FLAIR), negative: darker (hypodense CT tumours); 0: the
     intensity alone cannot see it. ``nan`` if either region is empty or the tissue is flat.
     """
+    return lesion_contrast(images, lesion, tissue)["cnr"]
+
+
+def lesion_contrast(images, lesion, tissue) -> dict:
+    """How far a lesion's intensity stands from the tissue's, two ways: ``gap``, the difference of
+    their means in intensity units (what a translator must remove), and ``cnr``, that gap in units
+    of the tissue's standard deviation (:func:`contrast_to_noise`: how easily it is seen). The
+    tissue is ``tissue`` less the lesion; ``nan`` where a region is empty (or flat, for ``cnr``)."""
     x = _np(images).astype(np.float64)
     les = _np(lesion) > 0.5
     bg = (_np(tissue) > 0.5) & ~les
-    if not les.any() or bg.sum() < 2 or x[bg].std() == 0:
-        return float("nan")
-    return float((x[les].mean() - x[bg].mean()) / x[bg].std())
+    if not les.any() or not bg.any():
+        return {"gap": float("nan"), "cnr": float("nan")}
+    gap = float(x[les].mean() - x[bg].mean())
+    sd = x[bg].std() if bg.sum() >= 2 else 0.0
+    return {"gap": gap, "cnr": gap / sd if sd > 0 else float("nan")}
+
+
+def surrounding(mask, width: int, within=None) -> np.ndarray:
+    """The ring of tissue around ``mask``: pixels at most ``width`` pixels (8-connected steps) from
+    it, not in it, and inside ``within`` where given. Slice by slice for (N, H, W) stacks."""
+    from scipy.ndimage import binary_dilation
+
+    m = _np(mask) > 0.5
+    step = np.ones((3, 3), bool) if m.ndim == 2 else np.ones((1, 3, 3), bool)
+    ring = binary_dilation(m, step, iterations=width) & ~m if width > 0 else np.zeros_like(m)
+    return ring & (_np(within) > 0.5) if within is not None else ring
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ def test_unknown_set_is_named():
 
 
 def test_kept_outputs_worst_cases_and_pr_curves(tiny_prepared):
+    from pseudohealthy_lib.evaluate import evaluate
+    from pseudohealthy_lib.utils import OptionError
     data = load_prepared(tiny_prepared)
     judge = Perfect(data)
     x = data.images.astype(np.float32)
@@ -84,12 +86,19 @@ def test_kept_outputs_worst_cases_and_pr_curves(tiny_prepared):
     assert "outputs" not in half and kept["oracle"][0].outputs is not None
     psnr = np.asarray(half.per_slice["psnr_lesion"], float)
     worst = B.worst_cases(half, 2)
+    best = B.worst_cases(half, 1, higher_is_better=False)                   # the highest PSNR, read as "worst"
+    assert psnr[best[0]] == np.nanmax(psnr)
+    area = data.masks.reshape(len(data), -1).sum(1)
+    big = B.worst_cases(half, 50, min_area=int(np.median(area[area > 0])), masks=data.masks)
+    assert len(big) and (area[big] >= np.median(area[area > 0])).all()
     lesion = np.nonzero(data.labels == 1)[0]
     assert set(worst) <= set(lesion) and psnr[worst[0]] == np.nanmin(psnr) and psnr[worst[0]] <= psnr[worst[1]]
     curves = B.pr_curves(kept, data)
     assert list(curves) == ["(intensity threshold)", "oracle", "half"]
     assert curves["oracle"]["auprc"] > 0.95 > curves["half"]["auprc"]     # the truth changes the lesion only
     assert curves["oracle"]["auprc"] == pytest.approx(table.loc["oracle", "auprc"], abs=1e-6)
+    with pytest.raises(OptionError, match="no outputs kept for 'plain'"):
+        B.pr_curves({"plain": [evaluate(lambda t: t, data, "all")]}, data)
 
 
 def test_an_inpainter_given_the_mask_gets_no_detection_score(tiny_prepared):
@@ -108,6 +117,7 @@ def test_an_inpainter_given_the_mask_gets_no_detection_score(tiny_prepared):
 
 def test_the_guide_is_computed_from_the_table():
     import pandas as pd
+    from pseudohealthy_lib.utils import OptionError
     table = pd.DataFrame({
         "(do nothing)": {"identity": 1.0, "healthiness": 0.0, "psnr_lesion": 10.0, "slices/s": np.nan, "given the mask": np.nan},
         "(oracle)": {"identity": 0.99, "healthiness": 1.0, "psnr_lesion": np.inf, "slices/s": np.nan, "given the mask": np.nan},
@@ -119,12 +129,14 @@ def test_the_guide_is_computed_from_the_table():
     g = B.guide(table)
     assert g["fidelity"] == ("faithful", "lesion PSNR 16.00 dB")      # the told inpainter and the oracle are apart
     assert g["given"] == ("told", "lesion PSNR 22.00 dB")
-    assert g["identity"] == ("told", "identity 0.995")               # healthiness >= 0.85 only: not 'faithful'
+    assert g["identity"] == ("careful", "identity 0.970")            # healthiness >= 0.85, not told the mask
     assert g["speed"] == ("fast", "300 slices per second")            # 'careful' is faster but gains only 3 dB
     worse = table.drop(index=["told"]).assign(healthiness=0.5)
     assert B.guide(worse)["identity"] == ("no method reaches healthiness 0.85", "-")
     assert B.guide(worse)["given"] == ("no method given the mask", "-")
     assert B.guide(worse, gain_db=7)["speed"] == ("no method gains 7 dB", "-")
+    with pytest.raises(OptionError, match="no '\\(do nothing\\)' row"):
+        B.guide(table.drop(index=["(do nothing)"]))
 
 
 def test_the_tradeoff_plot_has_a_point_per_row_with_seed_error_bars():
@@ -149,3 +161,19 @@ def test_formatted_shows_the_spread_over_seeds_where_there_is_one():
     f = B.formatted(table, ["psnr_lesion", "identity"], digits=2)
     assert f.loc["one", "psnr_lesion"] == "15.20" and f.loc["three", "psnr_lesion"] == "16.76 ± 0.33"
     assert f.loc["three", "identity"] == "" and f.loc["one", "identity"] == "0.99"
+
+
+def test_the_intensity_reference_scores_dark_lesions_by_their_darkness():
+    from pseudohealthy_lib.evaluate import _intensity_row
+    rng = np.random.default_rng(0)
+    x = 0.5 + 0.02 * rng.standard_normal((3, 24, 24))
+    masks = np.zeros_like(x, bool)
+    masks[:, 8:12, 8:12] = True
+    dark, bright = x.copy(), x.copy()
+    dark[masks] -= 0.2                                            # hypodense, as CT tumours
+    bright[masks] += 0.2                                          # hyperintense, as FLAIR lesions
+    d, b = _intensity_row(dark.astype(np.float32), masks), _intensity_row(bright.astype(np.float32), masks)
+    assert d["lesion_darker"] and not b["lesion_darker"]
+    assert d["auprc"] == pytest.approx(1.0) and b["auprc"] == pytest.approx(1.0)   # either way the intensity finds it
+    from pseudohealthy_lib import metrics as M
+    assert M.detection(dark, masks, M.tissue_mask(dark))["auprc"] < 0.1         # scored as bright, a dark lesion is missed

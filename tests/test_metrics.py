@@ -120,6 +120,22 @@ def test_error_removed():
     assert np.isnan(M.error_removed(x, x, truth, np.zeros_like(x)))
 
 
+def test_surrounding_ring_and_lesion_gap_on_hand_made_images():
+    m = np.zeros((2, 12, 12), bool)
+    m[0, 4:6, 4:6] = True                                      # a 2x2 lesion on the first slice only
+    ring = M.surrounding(m, 1)
+    assert ring[0].sum() == 16 - 4 and not ring[1].any() and not (ring & m).any()   # the 4x4 square less the lesion
+    assert M.surrounding(m, 2)[0].sum() == 36 - 4 and not M.surrounding(m, 0).any()
+    within = np.ones_like(m)
+    within[:, :, 6:] = False                                   # tissue on the left only
+    assert M.surrounding(m, 1, within)[0].sum() == 8          # columns 3..5 of rows 3..6, less the lesion
+    x = np.full((2, 12, 12), 0.5)
+    x[m] = 0.8
+    c = M.lesion_contrast(x, m, ring)
+    assert c["gap"] == pytest.approx(0.3) and np.isnan(c["cnr"])   # flat tissue: a gap, but no noise to divide by
+    assert np.isnan(M.lesion_contrast(x, np.zeros_like(m), ring)["gap"])
+
+
 def test_contrast_to_noise_on_hand_made_images():
     rng = np.random.default_rng(0)
     x = 0.4 + 0.05 * rng.standard_normal((4, 32, 32))           # tissue: mean 0.4, sd 0.05

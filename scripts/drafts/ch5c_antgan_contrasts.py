@@ -13,15 +13,16 @@ md(r"""
 
 [![Open in Colab](_static/colab-badge.svg)](https://colab.research.google.com/github/pseudohealthy/pseudohealthy-book/blob/main/book/05c_antgan_contrasts.ipynb)
 
-Everything so far used FLAIR, the MR contrast in which a glioma and its oedema shine brightest.
-Sun et al. chose it for that reason {cite}`sun2020antgan`, then showed in two short sections that
+Everything so far used FLAIR. Sun et al. chose it "because the entire tumor is represented well
+by this modality" {cite}`sun2020antgan`, then showed in two short sections that
 the method is not tied to it: ANT-GAN trained on T1, T1ce and T2 (their Sec. IV-D, Fig. 10) and on
 liver CT from the LiTS challenge (Sec. IV-E, Fig. 11). Both sections are pictures without numbers,
 and the CT one makes two observations: the liver lesions have "much lower contrast" than brain
 lesions in MRI, and the outputs show "more deformations". This chapter repeats both experiments
 with the same recipe as chapter 3's `antgan` and turns the pictures into measurements:
 
-1. how visible the same lesion is in each contrast (a contrast-to-noise ratio, Eq. (1));
+1. how far the same lesion stands from its surroundings in each contrast (an intensity gap and a
+   contrast-to-noise ratio, Eq. (1));
 2. ANT-GAN on each MR contrast, judged by the floors of chapter 3;
 3. ANT-GAN on the liver CT phantom, and whether lower contrast costs what the paper says.
 """)
@@ -32,18 +33,24 @@ md(r"""
 ## 1. One lesion, four contrasts
 
 The book's phantom renders every subject in the four BraTS contrasts from one anatomy, so the
-same slice can be shown in each. How visible a lesion is can be put in one number, the
-**contrast-to-noise ratio**: the gap between the mean intensity of the lesion and of the tissue
-around it, in units of that tissue's standard deviation,
+same slice can be shown in each. How far a lesion stands out can be put in two numbers. The
+**gap** $\bar{x}_{\text{lesion}} - \bar{x}_{\text{tissue}}$ is the difference between the mean
+intensity of the lesion and that of the tissue around it, in the image's own units: it is how
+much a translator has to change. The **contrast-to-noise ratio** divides the gap by the tissue's
+standard deviation,
 
 $$
-\mathrm{CNR} = \frac{\bar{x}_{\text{lesion}} - \bar{x}_{\text{tissue}}}{\sigma_{\text{tissue}}}. \tag{1}
+\mathrm{CNR} = \frac{\bar{x}_{\text{lesion}} - \bar{x}_{\text{tissue}}}{\sigma_{\text{tissue}}}, \tag{1}
 $$
 
-A CNR of 0 means that the intensity alone cannot tell lesion from tissue; its sign says whether
-the lesion is brighter or darker. `metrics.contrast_to_noise` computes it, pooling the pixels of
-every test slice. On a hand-made image whose answer is known, a tissue of mean 0.4 and standard
-deviation 0.05 with a square lesion 0.25 brighter, it gives 5:
+which says how easily the lesion is *seen*: a CNR of 0 means that the intensity alone cannot
+tell lesion from tissue, and its sign says whether the lesion is brighter or darker. "The tissue
+around it" is taken literally here: a ring of tissue 5 pixels wide around each lesion
+(`metrics.surrounding`), not the whole brain, whose spread would mostly measure anatomy (dark
+fluid, grey and white matter). `metrics.lesion_contrast` computes both numbers, pooling the
+pixels of every test slice (so differences between subjects' scaling add to $\sigma$). On a
+hand-made image whose answer is known, a tissue of mean 0.4 and standard deviation 0.05 with a
+square lesion 0.25 brighter, the CNR is 5:
 """)
 
 code(r"""
@@ -61,7 +68,7 @@ code(r"""
 import pandas as pd
 import matplotlib.pyplot as plt
 from myst_nb import glue
-from pseudohealthy_lib import explore, viz, zoo
+from pseudohealthy_lib import evaluate as E, explore, viz, zoo
 from pseudohealthy_lib.data import default, load_prepared
 
 CONTRASTS = {"FLAIR": "flair", "T1": "t1", "T1ce": "t1ce", "T2": "t2"}
@@ -69,7 +76,8 @@ data = {name: load_prepared(default.phantom_dataset(modality=m)) for name, m in 
 flair = data["FLAIR"]
 assert all((d.subjects == flair.subjects).all() and (d.slice_index == flair.slice_index).all() for d in data.values())
 test = flair.select("test", 1)
-case = explore.spread_cases(flair, "test", 3)[1]
+cases = explore.spread_cases(flair, "test", 3)
+case = cases[len(cases) // 2]
 fig = viz.image_grid([[d.images[case].astype(np.float32) for d in data.values()]], list(data), size=2.4,
                      suptitle=f"One slice of subject {flair.subjects[case]} in the phantom's four contrasts")
 for ax in fig.axes:
@@ -78,36 +86,49 @@ for ax in fig.axes:
              "in red: one anatomy and one lesion, four appearances."))
 
 code(r"""
-REGIONS = {"whole lesion": (1, 2, 4), "oedema": (2,), "necrosis": (1,), "enhancing rim": (4,)}
-def cnr_row(d, idx, tissue):
-    return {region: metrics.contrast_to_noise(d.images[idx], np.isin(d.seg[idx], labels), tissue)
-            for region, labels in REGIONS.items()}
+REGIONS = {"whole lesion": (1, 2, 4), "oedema": (2,), "necrosis / non-enhancing core": (1,), "enhancing rim": (4,)}
 brain = metrics.tissue_mask(flair.healthy[test].astype(np.float32))       # the brain, from the healthy twin
-cnr = pd.DataFrame({name: cnr_row(d, test, brain) for name, d in data.items()}).T.rename_axis("contrast")
-cnr.round(2)
+def contrast_rows(d, idx):
+    rows = {}
+    for region, labels in REGIONS.items():
+        inside = np.isin(d.seg[idx], labels)
+        ring = metrics.surrounding(inside, 5, within=brain)          # the tissue just around this region
+        rows[region] = metrics.lesion_contrast(d.images[idx], inside, ring)
+    return rows
+measured = {name: contrast_rows(d, test) for name, d in data.items()}
+cnr = pd.DataFrame({n: {r: v["cnr"] for r, v in rows.items()} for n, rows in measured.items()}).T.rename_axis("contrast")
+gap = pd.DataFrame({n: {r: v["gap"] for r, v in rows.items()} for n, rows in measured.items()}).T.rename_axis("contrast")
+pd.concat({"gap (intensity units)": gap, "CNR, Eq. (1)": cnr}, axis=1).round(2)
 """)
 
 code(r"""
-whole = cnr["whole lesion"]
-glue("cnr_order", ", ".join(f"{k} ({v:+.1f})" for k, v in whole.abs().sort_values(ascending=False).items()), display=False)
-glue("cnr_best", whole.abs().idxmax(), display=False)
-glue("cnr_worst", whole.abs().idxmin(), display=False)
-rim = cnr["enhancing rim"]
-glue("cnr_rim", f"{rim.abs().idxmax()} ({rim[rim.abs().idxmax()]:+.1f} against {rim['FLAIR']:+.1f} in FLAIR)", display=False)
+whole, whole_gap = cnr["whole lesion"], gap["whole lesion"]
+order = whole.abs().sort_values(ascending=False)
+glue("cnr_order", ", ".join(f"{k} ({whole[k]:+.1f})" for k in order.index), display=False)
+glue("cnr_tie", (f" {order.index[0]} and {order.index[1]} are within {order.iloc[0] - order.iloc[1]:.1f} of each other."
+                 if order.iloc[0] - order.iloc[1] < 0.3 else ""), display=False)
+glue("cnr_worst", f"{order.index[-1]} ({whole[order.index[-1]]:+.1f}, a gap of {whole_gap[order.index[-1]]:+.2f})", display=False)
+rim = cnr["enhancing rim"].dropna()
+glue("cnr_rim", (f"T1ce, where it stands {rim['T1ce']:+.1f} against {rim['FLAIR']:+.1f} in FLAIR: this is why BraTS "
+                 "methods read T1ce for the enhancing tumour" if rim.abs().idxmax() == "T1ce" else
+                 f"{rim.abs().idxmax()} ({rim[rim.abs().idxmax()]:+.1f}; T1ce {rim.get('T1ce', np.nan):+.1f}), although "
+                 "the phantom draws the rim to *enhance* in T1ce"), display=False)
 """, tags=["hide-input"])
 
 md(r"""
-Ranked by how far the whole lesion stands out, the contrasts go {glue:text}`cnr_order`. The
-enhancing rim stands out most in {glue:text}`cnr_rim`, which is why BraTS methods read T1ce
-for it. A pseudo-healthy translator has less to find where the CNR is small, and also less to
-repair: a lesion that barely differs from tissue changes little when it is removed.
+Ranked by the CNR of the whole lesion against the tissue around it, the contrasts go
+{glue:text}`cnr_order`.{glue:text}`cnr_tie` The faintest is {glue:text}`cnr_worst`. Against its
+own surroundings the enhancing rim stands out most in {glue:text}`cnr_rim`. Where the CNR is
+small a translator has a harder lesion to *find*, and where the gap is small it has less to
+*repair*: a lesion that barely differs from tissue changes the image little when it is removed,
+so even a translator that misses it scores well inside it.
 
 ## 2. The same recipe on each MR contrast (Fig. 10)
 
 `antgan-t1`, `antgan-t1ce` and `antgan-t2` were trained with `antgan`'s recipe, changing only
 `--modality`. Each is judged as chapter 3 judged `antgan`: the metrics on the test split, the
-healthiness measured by a segmentor trained on the *same* contrast (a FLAIR judge cannot read a
-T1 image), and the five floors of the evaluation chapter. Their training records:
+healthiness measured by a segmentor trained on the *same* contrast (a judge trained on FLAIR has
+never seen a T1 image), and the five floors of chapter 3. Their training records:
 """)
 
 code(r"""
@@ -129,7 +150,7 @@ results_table(results)[["psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max",
 """)
 
 md(r"""
-The healthiness column is only as good as its judge, and the judges are not equally good: a
+The healthiness column is only as good as its judge, and the judges need not be equally good: a
 lesion that is faint in a contrast is faint for a segmentor too. Before reading healthiness,
 read what each judge makes of the *inputs*, where every test slice with a lesion still has it:
 """)
@@ -167,15 +188,23 @@ floors.join(gain.round(2))
 """)
 
 code(r"""
+def listed(items):
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+floor_text = {k: E.FLOORS[k][0] for k in E.FLOORS}
 passed = [n for n in floors.index if floors.loc[n].all()]
 failed = {n: [k for k in floors.columns if not floors.loc[n, k]] for n in floors.index if n not in passed}
 glue("fig10_verdict", ("every contrast meets all five floors" if not failed else
-     (f"{', '.join(passed)} meet{'s' if len(passed) == 1 else ''} all five floors; " if passed else "no contrast meets all five floors; ")
-     + "; ".join(f"{n} misses {', '.join(ks)}" for n, ks in failed.items())), display=False)
+     (f"{listed(passed)} meet{'s' if len(passed) == 1 else ''} all five floors; " if passed else "no contrast meets all five floors; ")
+     + "; ".join(f"{n} misses the floor{'s' if len(ks) > 1 else ''} {listed(floor_text[k] for k in ks)}" for n, ks in failed.items())),
+     display=False)
 glue("fig10_gain", ", ".join(f"{k} {v:+.1f} dB" for k, v in gain.items()), display=False)
-glue("fig10_cnr_link", "the contrasts with the larger lesion CNR gain more" if
-     np.corrcoef(whole.abs()[gain.index], gain)[0, 1] > 0.5 else
-     "the gain does not simply follow the lesion CNR of section 1", display=False)
+r_gap = np.corrcoef(whole_gap.abs()[gain.index], gain)[0, 1]
+glue("fig10_gap_link", (f"across these four contrasts the gain rises with the lesion's gap of section 1 (correlation {r_gap:+.2f})"
+                        if r_gap > 0.5 else f"across these four contrasts the gain does not simply follow the lesion's gap of "
+                        f"section 1 (correlation {r_gap:+.2f})"), display=False)
+faint = order.index[-1]
+glue("fig10_faint", f"{faint}, where the gap is {whole_gap[faint]:+.2f}", display=False)
 """, tags=["hide-input"])
 
 code(r"""
@@ -188,21 +217,21 @@ fig = viz.image_grid(rows, ["input $x$", "$G_{A2N}(x)$", "$|x - G_{A2N}(x)|$", "
                      cmap=["gray", "gray", viz.diff_cmap(), "gray"], ranges={2: (0, 0.5)}, colorbar=(2,),
                      suptitle="ANT-GAN on each contrast, one recipe (the paper's Fig. 10)")
 """, figure=("fig-05c-fig10", "ANT-GAN trained with one recipe on each contrast of the phantom, on the slice of the "
-             "first figure: input, output, absolute difference (colour bar in intensity units) and the true healthy image."))
+             "first figure: input, output, absolute difference (colour bar in grey levels) and the true healthy image."))
 
 md(r"""
 On the test patients {glue:text}`fig10_verdict`. Inside the lesion the outputs gain, over
-handing back the input, {glue:text}`fig10_gain`: {glue:text}`fig10_cnr_link`. Read the figure
-with the table: a translator that leaves a faint lesion in T1 can still score well, because in
-T1 the lesion was faint to begin with. This is why the floors compare each model with doing
-nothing *on its own contrast*.
+handing back the input, {glue:text}`fig10_gain`; {glue:text}`fig10_gap_link`. Read the figure
+with the table: in the faintest contrast, {glue:text}`fig10_faint`, a translator that leaves the
+lesion where it is loses little, because there was little to remove. This is why the floors
+compare each model with doing nothing *on its own contrast*.
 
 ## 3. Liver CT (Fig. 11)
 
 The LiTS-layout phantom is an abdominal CT: Hounsfield units (HU), a liver of about 100 HU with
 hypodense tumours of 20 to 45 HU, and the noise of a real scanner. To show soft tissue a
 radiologist chooses a **window**, a level $L$ and a width $W$, and maps
-$[L - W/2,\; L + W/2]$ to black..white. The book prepares CT with the soft-tissue window
+$[L - W/2,\; L + W/2]$ to black to white. The book prepares CT with the soft-tissue window
 $L = 40$, $W = 400$ HU,
 
 $$
@@ -240,68 +269,88 @@ fig = viz.image_grid(rows, ["CT, W400/L40", "$G_{A2N}(x)$", "$|x - G_{A2N}(x)|$"
              "the W400/L40 window: input, output, absolute difference (colour bar in grey levels) and the true healthy image."))
 
 md(r"""
-The paper's two observations can now be checked. *Lower contrast*: the CNR of Eq. (1) for the
-liver tumours against the liver around them, beside the glioma in FLAIR against the brain.
+The paper's two observations can now be checked. *Lower contrast*: the gap and the CNR of Eq. (1)
+for the liver tumours against the liver around them, beside the glioma in FLAIR against the brain
+around it.
 *More deformation*: how much the output changes healthy tissue, which chapter 3 measured as the
 healthy-tissue PSNR and the identity score. And what lower contrast does to the difference map as
-a lesion detector (chapter 5b, section 1): its area under the precision-recall curve.
+a lesion detector (chapter 5b, section 1): its area under the precision-recall curve, over the
+tissue of every test slice as `evaluate` scores it.
 """)
 
 code(r"""
 ct_test = ct.select("test", 1)
 liver = ct.seg[ct_test] > 0                                               # liver and tumour
-ct_cnr = metrics.contrast_to_noise(ct.images[ct_test], ct.masks[ct_test], liver)
-def detector(d, model, idx):
-    x = d.images[idx].astype(np.float32)
-    return metrics.detection(np.abs(x - explore.translate_slices(model, x)), d.masks[idx])["auprc"]
+ct_contrast = metrics.lesion_contrast(ct.images[ct_test], ct.masks[ct_test],
+                                      metrics.surrounding(ct.masks[ct_test], 5, within=liver))
 compare = pd.DataFrame({
-    "glioma in FLAIR": {"lesion CNR, Eq. (1)": whole["FLAIR"], "healthy-tissue PSNR (dB)": results["FLAIR"]["psnr_tissue"],
-                        "identity": results["FLAIR"]["identity"], "difference-map AUPRC": detector(flair, models["FLAIR"], test)},
-    "liver tumour in CT": {"lesion CNR, Eq. (1)": ct_cnr, "healthy-tissue PSNR (dB)": ct_result["psnr_tissue"],
-                           "identity": ct_result["identity"], "difference-map AUPRC": detector(ct, liver_model, ct_test)}})
+    "glioma in FLAIR": {"lesion gap (intensity units)": whole_gap["FLAIR"], "lesion CNR, Eq. (1)": whole["FLAIR"],
+                        "healthy-tissue PSNR (dB)": results["FLAIR"]["psnr_tissue"], "identity": results["FLAIR"]["identity"],
+                        "difference-map AUPRC": results["FLAIR"]["auprc"]},
+    "liver tumour in CT": {"lesion gap (intensity units)": ct_contrast["gap"], "lesion CNR, Eq. (1)": ct_contrast["cnr"],
+                           "healthy-tissue PSNR (dB)": ct_result["psnr_tissue"], "identity": ct_result["identity"],
+                           "difference-map AUPRC": ct_result["auprc"]}})
 compare.round(3)
 """)
 
 code(r"""
-c = compare
-glue("ct_cnr", f"{c.loc['lesion CNR, Eq. (1)', 'liver tumour in CT']:+.1f}", display=False)
-glue("flair_cnr", f"{c.loc['lesion CNR, Eq. (1)', 'glioma in FLAIR']:+.1f}", display=False)
-glue("ct_contrast_verdict", "confirms the paper's first observation" if abs(ct_cnr) < abs(whole["FLAIR"]) else
-     "does not reproduce the paper's first observation: the phantom's CT lesions are not the fainter ones", display=False)
-worse = (c.loc["healthy-tissue PSNR (dB)", "liver tumour in CT"] < c.loc["healthy-tissue PSNR (dB)", "glioma in FLAIR"]
-         and c.loc["identity", "liver tumour in CT"] < c.loc["identity", "glioma in FLAIR"])
-glue("ct_deform_verdict", "ANT-GAN changes more healthy tissue in CT than in FLAIR, as the paper saw" if worse else
-     "ANT-GAN does not change more healthy tissue in CT than in FLAIR on both measures, so the paper's second "
-     "observation is not reproduced here", display=False)
-glue("ct_auprc", f"{c.loc['difference-map AUPRC', 'liver tumour in CT']:.2f} in CT against "
-     f"{c.loc['difference-map AUPRC', 'glioma in FLAIR']:.2f} in FLAIR", display=False)
+c = compare["liver tumour in CT"], compare["glioma in FLAIR"]
+ct_gap, fl_gap = abs(c[0]["lesion gap (intensity units)"]), abs(c[1]["lesion gap (intensity units)"])
+glue("ct_gap", f"{c[0]['lesion gap (intensity units)']:+.2f} (CNR {c[0]['lesion CNR, Eq. (1)']:+.1f})", display=False)
+glue("flair_gap", f"{c[1]['lesion gap (intensity units)']:+.2f} (CNR {c[1]['lesion CNR, Eq. (1)']:+.1f})", display=False)
+glue("ct_contrast_verdict", (f"so in the image's own units the CT tumours are {fl_gap / ct_gap:.1f} times fainter, as the paper "
+                             "observed" if ct_gap < fl_gap else "so the phantom's CT tumours are not the fainter ones in the "
+                             "image's own units, and the paper's first observation is not reproduced here"), display=False)
+glue("ct_cnr_note", ("Their CNR is the smaller one too" if abs(c[0]["lesion CNR, Eq. (1)"]) < abs(c[1]["lesion CNR, Eq. (1)"])
+                     else "Their CNR is nonetheless not the smaller one, because the liver around them is more uniform than "
+                     "the brain around a glioma: fainter and easier to see are not the same thing"), display=False)
+psnr_worse = c[0]["healthy-tissue PSNR (dB)"] < c[1]["healthy-tissue PSNR (dB)"]
+id_worse = c[0]["identity"] < c[1]["identity"]
+glue("ct_deform_verdict", ("ANT-GAN changes more healthy tissue in CT than in FLAIR on both measures, as the paper saw"
+                           if psnr_worse and id_worse else
+                           "the two measures disagree: ANT-GAN changes more healthy tissue in CT by "
+                           + ("the healthy-tissue PSNR" if psnr_worse else "identity") + " but not by "
+                           + ("identity" if psnr_worse else "the healthy-tissue PSNR") + ", so the paper's second observation "
+                           "is only partly reproduced" if psnr_worse or id_worse else
+                           "ANT-GAN changes healthy tissue no more in CT than in FLAIR on either measure, so the paper's "
+                           "second observation is not reproduced here"), display=False)
+ct_auc, fl_auc = c[0]["difference-map AUPRC"], c[1]["difference-map AUPRC"]
+glue("ct_auprc", f"{ct_auc:.2f} in CT against {fl_auc:.2f} in FLAIR", display=False)
+glue("ct_auprc_why", (f"lower in CT: a tumour that differs from the liver by {ct_gap:.2f} leaves a difference map of about "
+                      "that size, with the scanner's noise and the model's own small changes of healthy tissue competing "
+                      "with it" if ct_auc < fl_auc else "no lower in CT, so the fainter tumours did not cost the difference "
+                      "map its use as a detector here"), display=False)
 ct_failed = [k for k in ct_floors.index if not ct_floors.loc[k, "met"]]
-glue("ct_floors", "meets all five floors" if not ct_failed else f"misses the floors on {', '.join(ct_failed)}", display=False)
+glue("ct_floors", "meets all five floors" if not ct_failed else
+     f"misses the floor{'s' if len(ct_failed) > 1 else ''} {listed(floor_text[k] for k in ct_failed)}", display=False)
 """, tags=["hide-input"])
 
 md(r"""
-On the liver phantom ANT-GAN {glue:text}`ct_floors`. The tumours' CNR is
-{glue:text}`ct_cnr` (negative: darker than the liver) against {glue:text}`flair_cnr` for the
-glioma in FLAIR, which {glue:text}`ct_contrast_verdict`. On the second observation,
-{glue:text}`ct_deform_verdict`. As a detector the difference map reaches an AUPRC of
-{glue:text}`ct_auprc`: a lesion that differs from its surroundings by a few grey levels leaves a
-difference of a few grey levels, which the scanner's noise competes with.
+On the liver phantom ANT-GAN {glue:text}`ct_floors`. *Lower contrast*: the tumours differ from
+the liver around them by {glue:text}`ct_gap` (negative: darker), the gliomas from the brain
+around them in FLAIR by {glue:text}`flair_gap`, {glue:text}`ct_contrast_verdict`.
+{glue:text}`ct_cnr_note`. (The paper also notes that CT shows "greater noise-like artifacts than
+MRI", its Sec. IV-A.) *More deformation*: {glue:text}`ct_deform_verdict`. Both measures compare
+different tissues, though: in CT "healthy tissue" is the whole body in the window (fat, bowel,
+muscle, each with its own noise), in FLAIR the brain. As a detector the difference map reaches an
+AUPRC of {glue:text}`ct_auprc`, {glue:text}`ct_auprc_why`.
 
 ## What it means
 
 The method has no knowledge of contrast built in: the anomaly-mask loss only says *where* change
 is allowed, so the same code and recipe run on any image with a lesion mask. What changes with
-the contrast is how much there is to remove and how easy it is to see, and that is measured by
-Eq. (1) before any network is trained. A reader of Figs. 10 and 11 cannot tell a good result from
+the contrast is how much there is to remove (the gap) and how easy it is to see (the CNR of
+Eq. (1)), and both can be measured before any network is trained. A reader of Figs. 10 and 11 cannot tell a good result from
 an easy one; the floors, each against doing nothing on the same images, can.
 
 ## Exercises
 
 1. **Window.** Prepare the liver phantom with a narrower window (`default.phantom_dataset(lesion="liver",
-   window=(60, 150))`) and recompute the tumour CNR. Does the CNR change? What does change, and
-   why might a network still learn better from the narrower window?
+   window=(60, 150))`) and recompute the tumour's gap and CNR with `metrics.lesion_contrast`. Does
+   the CNR change? What does change, and why might a network still learn better from the narrower
+   window?
 2. **Which contrast for the judge?** The T1 model is judged by a T1 segmentor. Judge the T1 outputs
-   with the FLAIR judge instead (`zoo.load_pretrained("segmentor-phantom")`) and explain the result.
+   with the FLAIR judge instead (`zoo.load_pretrained(zoo.judge_name("glioma"))`) and explain the result.
 3. **Multi-contrast.** BraTS gives all four contrasts of each patient. Sketch how ANT-GAN could take
    the four as input channels and output four pseudo-healthy contrasts. Which of its losses need
    changing?
@@ -309,27 +358,36 @@ an easy one; the floors, each against doing nothing on the same images, can.
 ```{admonition} Solution 1
 :class: dropdown
 Eq. (1) divides a difference of means by a standard deviation; a linear window scales both by the
-same factor, so inside the window the CNR does not change. Clipping does change it: pixels outside
-the window are flattened. What the narrower window changes is the *spread of grey levels*: the
-tumour and the liver are further apart in [0, 1], so a loss that is not scale-free (the L1 and
-least-squares terms of Eqs. (1)-(5) of chapter 3) weighs them more.
+same factor, so as long as no pixel is clipped the CNR does not change. Clipping does change it:
+W150/L60 spans -15 to 135 HU, so the contrast-filled vessels inside the liver (about 150-180 HU)
+are flattened to white, the liver's standard deviation falls and the tumours' CNR grows a little
+(the tumours, 20-45 HU, are not clipped). What the narrower window changes most is the *gap*:
+tumour and liver are 400/150 = 2.7 times further apart in [0, 1], so the losses of chapter 3 that
+are not scale-free (the cycle terms' absolute error, the anomaly-mask loss's squared error) see
+a larger error where the tumour is, and the lesion becomes a larger part of what the generators
+must get right.
 ```
 
 ```{admonition} Solution 2
 :class: dropdown
-A segmentor trained on FLAIR has learned "bright blob in the white matter"; in T1 the lesion is dark
-or invisible, so the FLAIR judge finds little in the T1 *inputs* already. Its healthiness score on
-the T1 outputs is then high whatever the translator did: a judge that cannot see the lesion cannot
-say that it is still there. Always check that the judge finds the lesion on the inputs first.
+A segmentor trained on FLAIR has learned what a lesion looks like in FLAIR; a T1 image breaks its
+assumptions (in T1 the white matter, not the lesion, is the brightest tissue). Two things can
+happen, and `r["judge"]` (its Dice, missed share and false-alarm rate on the inputs) tells which:
+if it finds little of the lesion on the T1 *inputs*, its healthiness on the outputs is high whatever
+the translator did (a judge that cannot see the lesion cannot say that it is still there); if it
+fires on healthy T1 tissue, healthiness, normalised by the true lesion size, can even go negative.
+Either way the score says nothing about the translator. Check the judge on the inputs first.
 ```
 
 ```{admonition} Solution 3
 :class: dropdown
-The generators take and give 4 channels (`in_channels=4, out_channels=4`) and the discriminators read
-4; the anomaly-mask loss and the cycle and adversarial terms apply per channel unchanged, since the
-lesion mask is shared by all four contrasts. The shortcut adds the 4-channel input to the 4-channel
-output. What needs care is the balance: contrasts in which the lesion is faint should not dominate
-the loss, for instance by normalising each channel's terms.
+The generators take and give 4 channels and the discriminators read all 4 at once (one
+real/fake map for the 4-channel image, so the critic can use the contrasts together). The
+anomaly-mask and cycle losses are pixel losses and apply to the 4 channels unchanged, since one
+lesion mask serves all four contrasts; the shortcut adds the 4-channel input to the 4-channel
+output. What needs care is the balance: a contrast in which the lesion is faint contributes little
+to the losses and can be neglected while the bright, high-variance contrasts dominate, so the
+channels should be normalised alike (or their terms weighed) before they are summed.
 ```
 """)
 
