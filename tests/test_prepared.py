@@ -128,6 +128,29 @@ def test_unpaired_matched_healthy_twins(phantom_prepared):
         UnpairedDataset(no_truth, "train", healthy="twins")
 
 
+def test_unpaired_healthy_slices_matched_by_level(phantom_prepared):
+    """healthy='level': each lesion slice meets a lesion-free slice of another subject at its level."""
+    p, _ = phantom_prepared
+    z, subj = p.slice_index.astype(int), p.subjects
+    plain = UnpairedDataset(p, None, seed=3)
+    for tol in (0, 2, 4):
+        ds = UnpairedDataset(p, None, healthy="level", seed=3, level_tol=tol)
+        images = {p.images[j].tobytes(): j for j in ds.other}
+        for i in range(len(ds)):
+            item = ds[i]
+            a, b = ds._pair(i)
+            assert images[((item["B"].numpy()[0] + 1) / 2).astype(np.float16).tobytes()] == b   # B is slice b
+            assert p.labels[b] == 0 and subj[b] != subj[a]                  # lesion-free, another subject
+            others = ds.other[subj[ds.other] != subj[a]]
+            nearest = np.abs(z[others] - z[a]).min()
+            assert abs(z[b] - z[a]) <= max(tol, nearest)                    # at a's level, or the nearest there is
+        assert ds.level_gap() <= plain.level_gap()                        # the levels are closer than unmatched
+    wide = UnpairedDataset(p, None, healthy="level", seed=3, level_tol=1000)
+    assert all(set(pool) == set(wide.other[subj[wide.other] != subj[a]]) for a, pool in zip(wide.path, wide._level_pools))
+    with pytest.raises(OptionError, match="'slices', 'twins' or 'level'"):
+        UnpairedDataset(p, None, healthy="levels")
+
+
 def test_paired_dataset(phantom_prepared):
     p, _ = phantom_prepared
     ds = PairedDataset(p, "train", label=1, value_range="unit")

@@ -393,7 +393,12 @@ class UnpairedDataset(_SliceDataset):
     split; on BraTS-like data they lie lower and higher in the head than the lesions do) or
     ``'twins'`` (phantoms only: the healthy ground truth of the split's pathological slices, so
     domain B covers the same anatomical levels as domain A). A pathological slice is never
-    paired with a twin of its own subject, so the pairs stay unpaired.
+    paired with a twin of its own subject, so the pairs stay unpaired. ``'level'`` (any
+    registered data, real scans included) pairs each pathological slice with a lesion-free slice
+    of *another* subject at nearly the same axial level (``slice_index`` within ``level_tol``,
+    or the nearest level there is), so that domain B is the healthy anatomy of the levels where
+    lesions are, without any ground truth; a critic can then no longer tell the domains apart by
+    the level alone.
 
     Items are dicts of (1, S, S) float tensors: ``A``, ``B``, ``A_mask`` (A's own lesion mask,
     in {0, 1}) and, for phantoms, ``A_healthy`` (A's ground truth, for evaluation only). With
@@ -405,12 +410,12 @@ class UnpairedDataset(_SliceDataset):
 
     def __init__(self, data: PreparedSlices, split: str = "train", value_range: str = "tanh",
                  seed: int = 0, domain_b: str = "healthy", healthy: str = "slices", other_mask: bool = False,
-                 with_index: bool = False):
+                 with_index: bool = False, level_tol: int = 4):
         super().__init__(data, value_range)
         if domain_b not in ("healthy", "mask"):
             raise ValueError(f"domain_b must be 'healthy' or 'mask', not '{domain_b}'")
-        if healthy not in ("slices", "twins"):
-            raise OptionError(f"healthy must be 'slices' or 'twins', not {healthy!r}")
+        if healthy not in ("slices", "twins", "level"):
+            raise OptionError(f"healthy must be 'slices', 'twins' or 'level', not {healthy!r}")
         self.twins = domain_b == "healthy" and healthy == "twins"
         if self.twins and data.healthy is None:
             raise OptionError("healthy='twins' needs a phantom's healthy ground truth; this data has none")
@@ -425,7 +430,30 @@ class UnpairedDataset(_SliceDataset):
             if flag and len(set(data.subjects[self.path].tolist())) < 2:
                 raise ValueError(f"split '{split}': {what}, so it needs lesion slices of at least 2 subjects")
         self.seed, self.other_mask, self.with_index = seed, other_mask, with_index
+        self.level = domain_b == "healthy" and healthy == "level"
+        if self.level:
+            self._level_pools = self._pools_by_level(level_tol)
         self.set_epoch(0)
+
+    def _pools_by_level(self, tol: int) -> list[np.ndarray]:
+        """For each pathological slice, the lesion-free slices of other subjects within ``tol``
+        axial slices of it (or, where there are none, those at the nearest level there is)."""
+        z, subj = self.data.slice_index.astype(int), self.data.subjects
+        pools = []
+        for a in self.path:
+            others = self.other[subj[self.other] != subj[a]]
+            if len(others) == 0:
+                raise ValueError(f"healthy='level': no lesion-free slice of another subject than {subj[a]!r}")
+            dz = np.abs(z[others] - z[a])
+            pools.append(others[dz <= max(tol, dz.min())])
+        return pools
+
+    def level_gap(self) -> float:
+        """Mean |slice_index(A) - slice_index(B)| of the current epoch's pairs: about the spread of the
+        levels with ``healthy='slices'``, at most ``level_tol`` (where it can) with ``'level'``."""
+        z = self.data.slice_index.astype(int)
+        gaps = [abs(z[self._pair(i)[0]] - z[self._pair(i)[1]]) for i in range(len(self))]
+        return float(np.mean(gaps))
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the pairing of pathological and domain-B slices for ``epoch`` (seeded)."""
@@ -436,11 +464,20 @@ class UnpairedDataset(_SliceDataset):
     def __len__(self) -> int:
         return max(len(self.path), len(self.other))
 
-    def __getitem__(self, i: int) -> dict:
-        a = self.path[self._pa[i % len(self.path)]]
+    def _pair(self, i: int) -> tuple[int, int]:
+        """The indices in ``data`` of item ``i``'s pathological slice and domain-B slice."""
+        k = self._pa[i % len(self.path)]
+        a = self.path[k]
         b = self.other[self._pb[i % len(self.other)]]
         if self.twins:                    # the next twin in the shuffled order from another subject
             b = self._other_subject(a, self.other, self._pb, i)
+        elif self.level:                  # a healthy slice of another subject at a's level
+            pool = self._level_pools[k]
+            b = pool[self._pb[i % len(self.other)] % len(pool)]
+        return a, b
+
+    def __getitem__(self, i: int) -> dict:
+        a, b = self._pair(i)
         mask_a = torch.from_numpy(self.data.masks[a].astype(np.float32))[None]
         if self.domain_b == "healthy":
             img_b = self._img(self.data.healthy if self.twins else self.data.images, b)

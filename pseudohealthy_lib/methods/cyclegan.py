@@ -18,7 +18,8 @@ or lesion masks drawn as images), with the switches the book's chapters need:
   ``paste_dilate`` cuts the lesion out with its mask widened by that many pixels, with the
   bright border the lesion leaves just outside its label;
 
-* ``healthy``: domain B's healthy slices are the data's lesion-free slices (``'slices'``) or, on
+* ``healthy``: domain B's healthy slices are the data's lesion-free slices (``'slices'``), those of
+  other subjects at the level of each lesion slice (``'level'``: any registered data), or, on
   phantoms, the healthy twins of other subjects' lesion slices (``'twins'``: same anatomical levels);
 * ``init`` and ``dropout``: the reference implementation's N(0, 0.02) initialisation and no
   dropout (its CycleGAN default), see :func:`~pseudohealthy_lib.networks.generators.init_weights`.
@@ -52,7 +53,7 @@ class CycleGAN(Translator):
     # before version 2, networks kept PyTorch's initialisation and the U-Net had 50 % dropout
     before = {1: {"init": "pytorch", "dropout": 0.5}}
     choices = {"generator": ("resnet", "unet"), "upsample": ("transpose", "resize"), "gan_mode": ("lsgan", "vanilla"),
-               "domain_b": ("healthy", "mask"), "healthy": ("slices", "twins"), "bidirectional": (None, True, False),
+               "domain_b": ("healthy", "mask"), "healthy": ("slices", "twins", "level"), "bidirectional": (None, True, False),
                "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "unet_downs": (1, None), "ndf": (1, None), "pool_size": (0, None),
               "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None), "lambda_paste": (0, None), "paste_dilate": (0, None),
