@@ -77,7 +77,7 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
         raise OptionError(f"benchmark: no judge given for data of set {name!r}, which has no default judge "
                           f"(the sets with one: {', '.join(SETS)})")
     judge = load_model(judge or zoo.judge_name(SETS[name]["lesion"]))
-    rows, kept = {}, {}
+    rows, kept, cache = {}, {}, {}                 # the judge's work on the inputs, done once for all models
     if references:
         refs = compute_references(data, "all", judge)
         for label in ("do nothing", "oracle", "inpainting", "intensity threshold"):
@@ -86,7 +86,7 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
     for label, seeds in models.items():
         seeds = seeds if isinstance(seeds, (list, tuple)) else [seeds]
         loaded = [load_model(m) for m in seeds]
-        res = [evaluate(m, data, "all", segmentor=judge, keep_outputs=keep_outputs) for m in loaded]
+        res = [evaluate(m, data, "all", segmentor=judge, keep_outputs=keep_outputs, judge_cache=cache) for m in loaded]
         kept[label] = res
         row = {}
         for k in METRICS:

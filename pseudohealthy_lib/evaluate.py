@@ -370,7 +370,7 @@ def score_segmentation(prob, masks, subjects, labels, pred=None) -> Result:
 
 
 def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int = 16,
-             references: bool = False, keep_outputs: bool = False) -> Result:
+             references: bool = False, keep_outputs: bool = False, judge_cache: dict | None = None) -> Result:
     """Evaluate ``model`` on ``split`` of the prepared slices ``data`` (a file or loaded data).
 
     ``segmentor`` (a model with ``predict``, a zoo name or a checkpoint) is the judge for
@@ -378,7 +378,10 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
     same slices) and ``healthiness_input`` (the healthiness of doing nothing). ``references``
     adds the reference rows of :func:`compute_references`. ``keep_outputs`` keeps a translator's
     outputs, (N, H, W) float16 in [0, 1] in the order of ``data.select(split)``, as ``result.outputs``
-    (not a key, so results stay JSON-ready). The model's train/eval mode is restored.
+    (not a key, so results stay JSON-ready). ``judge_cache``, a dict shared by calls on the same
+    ``data``, ``split`` and judge, keeps what depends on the judge and the inputs only (its own
+    scores, its masks on the inputs), so that a table of many models runs the judge on the inputs
+    once. The model's train/eval mode is restored.
     """
     from .data import load_prepared
 
@@ -420,12 +423,15 @@ def evaluate(model, data, split: str = "test", segmentor=None, batch_size: int =
                                   f"not a {kind_of(judge)}")
             truth = _stack(data.healthy, idx) if data.has_ground_truth else None
             thr = _val_threshold(data, fn, dev, batch_size, inpainter) if split not in ("val", None, "all") else None
-            on_in = judge_masks(judge, x[labels == 1]) if judge is not None else None
+            cache = judge_cache if judge_cache is not None else {}
+            if judge is not None and "on_in" not in cache:
+                cache["on_in"] = judge_masks(judge, x[labels == 1])
+            on_in = cache.get("on_in")
             res = score_translation(x, y, masks, subjects, labels, truth, judge, thr, on_in)
             if keep_outputs:
                 res.outputs = y.astype(np.float16)
             if judge is not None:
-                jr = evaluate(judge, data, split)
+                jr = cache["judge"] if "judge" in cache else cache.setdefault("judge", evaluate(judge, data, split))
                 res["judge"] = {"name": getattr(judge, "manifest", None) and judge.manifest.get("name"),
                                 "dice": jr["dice"], "false_alarm_rate": jr["false_alarm_rate"],
                                 "missed": jr["missed"]}

@@ -177,3 +177,23 @@ def test_the_intensity_reference_scores_dark_lesions_by_their_darkness():
     assert d["auprc"] == pytest.approx(1.0) and b["auprc"] == pytest.approx(1.0)   # either way the intensity finds it
     from pseudohealthy_lib import metrics as M
     assert M.detection(dark, masks, M.tissue_mask(dark))["auprc"] < 0.1         # scored as bright, a dark lesion is missed
+
+
+def test_a_shared_judge_cache_gives_the_same_scores_with_less_judging(tiny_prepared):
+    from pseudohealthy_lib.evaluate import evaluate
+    data = load_prepared(tiny_prepared)
+    judge = Perfect(data)
+    calls = []
+    predict = judge.predict
+    judge.predict = lambda x: calls.append(len(x)) or predict(x)
+    f = lambda t: t * 0.5                                             # noqa: E731
+    plain = evaluate(f, data, "all", segmentor=judge)
+    n_plain = sum(calls)
+    calls.clear()
+    cache = {}
+    first, second = (evaluate(f, data, "all", segmentor=judge, judge_cache=cache) for _ in range(2))
+    assert sum(calls) < 2 * n_plain and set(cache) == {"on_in", "judge"}
+    for r in (first, second):
+        for k in ("healthiness", "healthiness_smile", "healthiness_input", "psnr_lesion"):
+            assert r[k] == pytest.approx(plain[k])
+        assert r["judge"] == plain["judge"]
