@@ -264,7 +264,7 @@ def paired_test(a: Result, b: Result, key: str, higher_is_better: bool = True, a
 
 
 def _val_threshold(data, fn, device, batch_size, with_masks: bool = False) -> float | None:
-    """The threshold of |x - G(x)| with the best pooled Dice on the validation split."""
+    """The threshold of ``|x - G(x)|`` with the best pooled Dice on the validation split."""
     if "val" not in set(data.split.tolist()):
         return None
     idx = _split(data, "val")

@@ -449,8 +449,9 @@ class UnpairedDataset(_SliceDataset):
         return pools
 
     def level_gap(self) -> float:
-        """Mean |slice_index(A) - slice_index(B)| of the current epoch's pairs: about the spread of the
-        levels with ``healthy='slices'``, at most ``level_tol`` (where it can) with ``'level'``."""
+        """Mean absolute level gap ``abs(slice_index(A) - slice_index(B))`` of the current epoch's pairs:
+        about the spread of the levels with ``healthy='slices'``, at most ``level_tol`` (where it can)
+        with ``'level'``."""
         z = self.data.slice_index.astype(int)
         gaps = [abs(z[self._pair(i)[0]] - z[self._pair(i)[1]]) for i in range(len(self))]
         return float(np.mean(gaps))
