@@ -12,6 +12,7 @@ says where the zoo was looked for and how to get it.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from . import zoo
@@ -20,7 +21,7 @@ from .data import default
 from .data.phantom import MODALITIES
 from .engine import TrainConfig, Trainer
 from .evaluate import manifest_metrics
-from .methods import get_method
+from .methods import METHODS, get_method
 from .presets import add_train_arguments, train_config
 
 #: The phantoms of PHS-GAN's Table 1 (chapter 6), by lesion, with the tag their models' names carry.
@@ -100,6 +101,21 @@ RECIPES = {
     # the same recipe trained with coarse (blurred) noise, for partial noising without a mask
     "diffusion-coarse": "diffusion --preset cpu --set noise_blur=2",
 }
+
+
+def seeds(name: str) -> list[str]:
+    """Recipe ``name`` and the same recipe with other seeds (``name-s1``, ``name-s2``, ...), the names a
+    table averages over; e.g. ``seeds('antgan') == ['antgan', 'antgan-s1', 'antgan-s2']``."""
+    if name not in RECIPES:
+        raise KeyError(f"no recipe for '{name}'; known: {', '.join(RECIPES)}")
+    return [name] + sorted((n for n in RECIPES if re.fullmatch(re.escape(name) + r"-s\d+", n)),
+                           key=lambda n: int(n.rsplit("-s", 1)[1]))
+
+
+def methods_without_recipe() -> list[str]:
+    """The translators of :data:`~pseudohealthy_lib.methods.METHODS` that no zoo recipe trains yet."""
+    used = {RECIPES[n].split()[0] for n in RECIPES}
+    return sorted(m for m, cls in METHODS.items() if cls.kind == "translator" and m not in used)
 
 
 def train_args(name: str) -> list[str]:

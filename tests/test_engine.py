@@ -186,6 +186,21 @@ def test_every_shipped_model_was_made_by_its_recipe():
         recipes.train_args("not-a-model")
 
 
+def test_recipe_seeds_and_methods_without_recipe(monkeypatch):
+    assert recipes.seeds("antgan") == ["antgan", "antgan-s1", "antgan-s2"]
+    assert recipes.seeds("antgan-t1") == ["antgan-t1"]                       # not antgan-t1ce
+    monkeypatch.setitem(recipes.RECIPES, "antgan-s10", "antgan --preset cpu --seed 10")
+    assert recipes.seeds("antgan")[-1] == "antgan-s10"                        # by number, not as text
+    assert "antgan-s10" not in recipes.seeds("antgan-s1")
+    with pytest.raises(KeyError, match="no recipe for 'gvs'"):
+        recipes.seeds("gvs")
+    missing = recipes.methods_without_recipe()
+    assert "antgan" not in missing and "segmentor" not in missing            # trained; not a translator
+    monkeypatch.setitem(recipes.RECIPES, "smile", "smile --preset cpu")
+    monkeypatch.setitem(recipes.RECIPES, "vagan", "vagan --preset cpu")
+    assert recipes.methods_without_recipe() == []
+
+
 def test_zoo_ensure_trains_only_what_is_missing_and_only_when_asked(tiny_prepared, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PH_ZOO", str(tmp_path / "zoo"))
     monkeypatch.delenv("PH_TRAIN_MISSING", raising=False)

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
 from myst_nb import glue
-from pseudohealthy_lib import benchmark as B, evaluate as E, viz, zoo
+from pseudohealthy_lib import benchmark as B, evaluate as E, recipes, viz, zoo
 from pseudohealthy_lib.config import fast_mode
 
 sets = {name: B.benchmark_data(name) for name in B.SETS}
@@ -93,19 +93,13 @@ it competes with the inpainting reference, not with the translators, and it gets
 """)
 
 code(r"""
-CANDIDATES = {
-    "CycleGAN": ["phsgan-cyclegan"],
-    "conditional GAN": ["phsgan-cgan"],
-    "ANT-GAN": ["antgan", "antgan-s1", "antgan-s2"],
-    "PHS-GAN, paired": ["phsgan-paired", "phsgan-paired-s1", "phsgan-paired-s2"],
-    "PHS-GAN, unpaired": ["phsgan-unpaired", "phsgan-unpaired-s1", "phsgan-unpaired-s2"],
-    "SMILE": ["smile"], "GVS": ["gvs"], "VA-GAN": ["vagan"],
-    "diffusion (given the mask)": ["diffusion", "diffusion-s1", "diffusion-s2"],
-}
+HEADLINE = {"CycleGAN": "phsgan-cyclegan", "conditional GAN": "phsgan-cgan", "ANT-GAN": "antgan",
+            "PHS-GAN, paired": "phsgan-paired", "PHS-GAN, unpaired": "phsgan-unpaired",
+            "diffusion (given the mask)": "diffusion"}
 RULE = "clip bright (a rule)"
 shipped = set(zoo.available())
-models = {label: [n for n in names if n in shipped] for label, names in CANDIDATES.items()}
-missing = [label for label, names in models.items() if not names]
+models = {label: [n for n in recipes.seeds(name) if n in shipped] for label, name in HEADLINE.items()}
+missing = [label for label, names in models.items() if not names] + recipes.methods_without_recipe()
 models = {label: names for label, names in models.items() if names} | {RULE: clip_bright}
 glue("missing", ", ".join(missing) if missing else "none", display=False)
 pd.Series({label: ", ".join(names) if isinstance(names, list) else "a Python function" for label, names in models.items()},
@@ -113,7 +107,7 @@ pd.Series({label: ", ".join(names) if isinstance(names, list) else "a Python fun
 """)
 
 md(r"""
-Not in the zoo yet, so not on the table: {glue:text}`missing`. The table grows as the method
+Not on the table yet, for want of a shipped model or of a recipe: {glue:text}`missing`. The table grows as the method
 chapters ship them; nothing below is typed, so a re-run ranks whatever is there.
 
 ## 3. Glioma: the headline table
