@@ -89,10 +89,12 @@ def plot_history(history: list[dict], keys: list[str], ax=None, smooth: int = 25
 
 
 def image_grid(rows, col_titles=None, row_titles=None, cmap="gray", vmin=0.0, vmax=1.0, size=1.8, suptitle=None,
-               ranges=None, colorbar=()):
+               ranges=None, colorbar=(), shared_colorbar=None):
     """A grid of 2-D images: ``rows[r][c]``; returns the figure. ``cmap`` may be one per column;
     ``ranges`` maps a column to its own (vmin, vmax) (e.g. a difference map's (0, 0.5));
-    ``colorbar`` lists the columns whose panels get a colour bar (difference maps should)."""
+    ``colorbar`` lists the columns whose panels get a colour bar (difference maps should);
+    ``shared_colorbar`` (a label) puts one colour bar, so labelled, beside the whole grid, for grids
+    whose panels all share one colour map and range (see :func:`side_colorbar`)."""
     n_r, n_c = len(rows), len(rows[0])
     fig, axes = plt.subplots(n_r, n_c, figsize=(size * n_c, size * n_r + 0.4), squeeze=False)
     cmaps = cmap if isinstance(cmap, (list, tuple)) else [cmap] * n_c
@@ -115,4 +117,17 @@ def image_grid(rows, col_titles=None, row_titles=None, cmap="gray", vmin=0.0, vm
         fig.suptitle(suptitle, fontsize=10)
     # leave the suptitle its own band (~0.35 in) above the column titles
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if suptitle else None)
+    if shared_colorbar is not None:
+        side_colorbar(fig, axes[-1, -1].images[0], shared_colorbar)
     return fig
+
+
+def side_colorbar(fig, shown, label: str | None = None, axes=None):
+    """One colour bar at the right of ``axes`` (default: every panel of ``fig``) for panels that share
+    the colour map and range of ``shown`` (an ``AxesImage``); returns the colour bar."""
+    axes = list(axes) if axes is not None else [a for a in fig.axes if a.images]
+    bar = fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02, shrink=0.9)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=8)
+    return bar

@@ -153,3 +153,10 @@ def test_image_grid_colour_bars_and_column_ranges():
     assert len(panels) == 4 and len(bars) == 2                  # one colour bar per row, column 1 only
     assert [ax.images[0].get_clim() for ax in panels] == [(0, 1), (0, 0.5)] * 2
     plt.close(fig)
+
+    fig = viz.image_grid([[diff, diff], [diff, diff]], cmap="inferno", vmax=0.5, shared_colorbar="|change|")
+    bars = [ax for ax in fig.axes if not ax.images]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "|change|"           # one bar for the grid, labelled
+    assert bars[0].get_position().x0 > max(ax.get_position().x1 for ax in fig.axes if ax.images)  # at its right
+    assert bars[0].get_ylim() == (0, 0.5)
+    plt.close(fig)
