@@ -55,7 +55,7 @@ def n_parameters(model) -> int | None:
 
 
 def benchmark(models: dict, name: str = "glioma", judge=None, references: bool = True, data=None,
-              keep_outputs: bool = False):
+              keep_outputs: bool = False, device: str = "cpu"):
     """One table (pandas) of ``models`` (label -> a model or a list of the seeds of one recipe)
     on benchmark set ``name`` (or on ``data``), judged by ``judge`` (default: the zoo's judge of
     the set's lesion). Each metric of :data:`METRICS` is the mean over seeds, ``<metric> sd`` its
@@ -66,7 +66,8 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
     ``references`` the reference rows (doing nothing, the oracle, inpainting given the true mask,
     the intensity threshold as a detector) come first. ``keep_outputs`` returns ``(table, results)``
     instead, ``results[label]`` the list of each seed's :class:`~pseudohealthy_lib.evaluate.Result`
-    with its outputs kept (for :func:`worst_cases` and :func:`pr_curves`)."""
+    with its outputs kept (for :func:`worst_cases` and :func:`pr_curves`). Models and judge run on
+    ``device`` (e.g. ``'cuda'`` on Colab; ``slices/s`` is then that device's)."""
     import pandas as pd
 
     from . import zoo
@@ -76,7 +77,7 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
     elif judge is None and name not in SETS:
         raise OptionError(f"benchmark: no judge given for data of set {name!r}, which has no default judge "
                           f"(the sets with one: {', '.join(SETS)})")
-    judge = load_model(judge or zoo.judge_name(SETS[name]["lesion"]))
+    judge = load_model(judge or zoo.judge_name(SETS[name]["lesion"]), device)
     rows, kept, cache = {}, {}, {}                 # the judge's work on the inputs, done once for all models
     if references:
         refs = compute_references(data, "all", judge)
@@ -85,7 +86,7 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
                 rows[f"({label})"] = {k: refs[label].get(k, np.nan) for k in METRICS}
     for label, seeds in models.items():
         seeds = seeds if isinstance(seeds, (list, tuple)) else [seeds]
-        loaded = [load_model(m) for m in seeds]
+        loaded = [load_model(m, device) for m in seeds]
         res = [evaluate(m, data, "all", segmentor=judge, keep_outputs=keep_outputs, judge_cache=cache) for m in loaded]
         kept[label] = res
         row = {}

@@ -197,3 +197,12 @@ def test_a_shared_judge_cache_gives_the_same_scores_with_less_judging(tiny_prepa
         for k in ("healthiness", "healthiness_smile", "healthiness_input", "psnr_lesion"):
             assert r[k] == pytest.approx(plain[k])
         assert r["judge"] == plain["judge"]
+
+
+def test_models_and_judge_are_loaded_on_the_asked_device(tiny_prepared, monkeypatch):
+    seen, real = [], B.load_model
+    monkeypatch.setattr(B, "load_model", lambda spec, device="cpu": seen.append(str(device)) or real(spec, device))
+    data = load_prepared(tiny_prepared)
+    table = B.benchmark({"f": lambda x: x, "g": [lambda x: x, lambda x: x * 0.9]}, data=data, judge=Perfect(data),
+                        references=False, device="cpu:0")
+    assert seen == ["cpu:0"] * 4 and list(table.index) == ["f", "g"]     # the judge and each of the three models

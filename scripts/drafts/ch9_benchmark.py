@@ -45,6 +45,8 @@ from myst_nb import glue
 from pseudohealthy_lib import benchmark as B, evaluate as E, recipes, viz, zoo
 from pseudohealthy_lib.config import fast_mode
 
+import torch
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"       # every model and judge runs here
 sets = {name: B.benchmark_data(name) for name in B.SETS}
 pd.DataFrame({name: {"lesion": B.SETS[name]["lesion"], "seed": B.SEED, "subjects": len(set(d.subjects.tolist())),
                      "slices": len(d), "lesion slices": int((d.labels == 1).sum()), "judge": zoo.judge_name(B.SETS[name]["lesion"])}
@@ -73,8 +75,6 @@ FLAIR lesions are bright, so the rule dims them; it has no idea what should be t
 """)
 
 code(r"""
-import torch
-
 def clip_bright(x: torch.Tensor) -> torch.Tensor:
     # (B, 1, H, W) in [-1, 1]: cap each slice at the 90th percentile of its tissue
     out = x.clone()
@@ -127,7 +127,7 @@ healthy-tissue PSNR are finite); `inf` is a PSNR with no error at all.
 code(r"""
 QUALITY = ["identity", "healthiness", "psnr_lesion", "ssim_lesion", "bias_lesion", "psnr_tissue", "change_healthy"]
 COST = ["auprc", "dice_max", "seeds", "params (M)", "train minutes", "slices/s"]
-glioma, kept = B.benchmark(models, "glioma", data=sets["glioma"], keep_outputs=True)
+glioma, kept = B.benchmark(models, "glioma", data=sets["glioma"], keep_outputs=True, device=DEVICE)
 print(E.judge_caption(kept[next(iter(kept))][0]))
 B.formatted(glioma, QUALITY)
 """)
@@ -291,7 +291,7 @@ mask does not depend on what the lesion looked like.
 code(r"""
 lesions = {zoo.manifest(n)["config"].get("lesion", "glioma") for names in models.values() if isinstance(names, list) for n in names}
 glue("trained_on", "gliomas only" if lesions == {"glioma"} else "these lesions: " + ", ".join(sorted(lesions)), display=False)
-stroke = B.benchmark(models, "stroke", data=sets["stroke"])
+stroke = B.benchmark(models, "stroke", data=sets["stroke"], device=DEVICE)
 B.formatted(stroke, QUALITY + COST)
 """)
 
@@ -323,7 +323,7 @@ for bright lesions: a test of whether a rule carries over).
 
 code(r"""
 ct_models = {label: names for label, names in {"ANT-GAN (CT)": ["antgan-liver"]}.items() if set(names) <= shipped}
-liver = B.benchmark(ct_models | {RULE: clip_bright}, "liver", data=sets["liver"])
+liver = B.benchmark(ct_models | {RULE: clip_bright}, "liver", data=sets["liver"], device=DEVICE)
 B.formatted(liver, QUALITY + COST)
 """)
 
