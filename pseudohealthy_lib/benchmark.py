@@ -61,7 +61,9 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
     the set's lesion). Each metric of :data:`METRICS` is the mean over seeds, ``<metric> sd`` its
     standard deviation over seeds (NaN for one seed); ``given the mask`` marks inpainters, which
     are told where the lesion is (their detection scores are NaN: their difference map only
-    repeats the mask they were given); ``params`` (millions), ``train minutes``
+    repeats the mask they were given); ``trained with`` names what a model's training saw beyond
+    the slices and their labels (:meth:`~pseudohealthy_lib.methods.base.Method.trained_with`: lesion
+    masks, a phantom's healthy twins; blank for none); ``params`` (millions), ``train minutes``
     (from the zoo manifest, where there is one) and ``slices/s`` (this machine) follow. With
     ``references`` the reference rows (doing nothing, the oracle, inpainting given the true mask,
     the intensity threshold as a detector) come first. ``keep_outputs`` returns ``(table, results)``
@@ -97,6 +99,7 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
         if getattr(loaded[0], "needs_mask", False):    # told where the lesion is: its map detects nothing
             row["auprc"] = row["dice_max"] = row["auprc sd"] = row["dice_max sd"] = np.nan
         row["given the mask"] = bool(getattr(loaded[0], "needs_mask", False))
+        row["trained with"] = ", ".join(loaded[0].trained_with()) if hasattr(loaded[0], "trained_with") else ""
         params = n_parameters(loaded[0])
         manifest = getattr(loaded[0], "manifest", None) or {}
         row.update({"seeds": len(seeds), "params (M)": params / 1e6 if params else np.nan,
@@ -199,10 +202,12 @@ def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
 
 def formatted(table, columns, digits: int = 3):
     """``table``'s ``columns`` as strings for display: ``mean ± sd`` where the ``<metric> sd`` column
-    has a value (several seeds), the mean alone otherwise, blank where there is none."""
+    has a value (several seeds), the mean alone otherwise, blank where there is none; text as it is."""
     import pandas as pd
 
     def cell(row, c):
+        if isinstance(row.get(c), str):
+            return row[c]
         v, sd = float(row.get(c, np.nan)), float(row.get(f"{c} sd", np.nan))
         if np.isnan(v):
             return ""

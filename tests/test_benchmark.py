@@ -206,3 +206,21 @@ def test_models_and_judge_are_loaded_on_the_asked_device(tiny_prepared, monkeypa
     table = B.benchmark({"f": lambda x: x, "g": [lambda x: x, lambda x: x * 0.9]}, data=data, judge=Perfect(data),
                         references=False, device="cpu:0")
     assert seen == ["cpu:0"] * 4 and list(table.index) == ["f", "g"]     # the judge and each of the three models
+
+
+def test_what_each_model_was_trained_with_is_a_column(tiny_prepared):
+    from pseudohealthy_lib.methods import PHSGAN, SMILE, Diffusion
+    cfg = lambda method, **o: presets.config(method, "fast", options=o)          # noqa: E731
+    assert PHSGAN(cfg("phsgan", setting="paired")).trained_with() == ("lesion masks",)
+    assert PHSGAN(cfg("phsgan", setting="unpaired")).trained_with() == ("unpaired lesion masks",)
+    assert PHSGAN(cfg("phsgan", setting="gan")).trained_with() == ()
+    assert Diffusion(cfg("diffusion", healthy="twins")).trained_with() == ("healthy twins (phantom only)",)
+    assert Diffusion(cfg("diffusion", healthy="slices")).trained_with() == ()
+    assert SMILE(cfg("smile", labelled=0.25)).trained_with() == ("lesion masks of 25% of the training slices",)
+    assert ANTGAN(cfg("antgan")).trained_with() == ()
+    data = load_prepared(tiny_prepared)
+    table = B.benchmark({"paired": PHSGAN(cfg("phsgan", setting="paired")), "f": lambda x: x},
+                        data=data, judge=Perfect(data))
+    assert table.loc["paired", "trained with"] == "lesion masks" and table.loc["f", "trained with"] == ""
+    shown = B.formatted(table, ["trained with", "identity"])
+    assert shown.loc["paired", "trained with"] == "lesion masks" and shown.loc["(do nothing)", "trained with"] == ""

@@ -126,6 +126,11 @@ class Method(nn.Module):
     val_metric: str | None = None      # a key of validate()'s result; higher is better
     pseudo_healthy = False
 
+    def trained_with(self) -> tuple[str, ...]:
+        """What training saw beyond the slices and their lesion / no-lesion labels (lesion masks, a
+        phantom's healthy twins, ...): an advantage a benchmark shows beside the scores. None here."""
+        return ()
+
     def __init__(self, cfg: TrainConfig):
         super().__init__()
         if not isinstance(cfg, TrainConfig):

@@ -133,6 +133,9 @@ class Diffusion(Translator):
         twin.opt, twin.cfg = opt, dataclasses.replace(self.cfg, options={**self.cfg.options, **options})
         return twin
 
+    def trained_with(self):
+        return ("healthy twins (phantom only)",) if self.opt["healthy"] == "twins" else ()
+
     @property
     def needs_mask(self) -> bool:
         """True when :meth:`translate` inpaints (it then needs the lesion mask)."""

@@ -203,6 +203,11 @@ class PHSGAN(Translator):
                               f"{self.opt['s_depth']}) need sides divisible by {need}")
 
     # -- engine interface
+    def trained_with(self):
+        # the paired setting's S learns from each slice's own mask (Eq. 3); the unpaired one's critic
+        # D_m sees real masks of other slices (Eq. 4), as do Cycle H-H's hh_mask='other' paintings
+        return {"paired": ("lesion masks",), "unpaired": ("unpaired lesion masks",), "gan": ()}[self.opt["setting"]]
+
     def dataset(self, data, split):
         other = self.opt["setting"] == "unpaired" or self.opt["hh_mask"] == "other"      # 'paste' uses x_p's own mask
         return UnpairedDataset(data, split, seed=self.cfg.seed, other_mask=other)

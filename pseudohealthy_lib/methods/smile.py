@@ -127,6 +127,9 @@ class SMILE(Translator):
                               f"{self.opt['unet_downs']} need sides divisible by {need}")
 
     # -- engine interface
+    def trained_with(self):
+        return (f"lesion masks of {self.opt['labelled']:.0%} of the training slices",) if self.opt["labelled"] else ()
+
     def dataset(self, data, split):
         ds = HiddenLabels(UnpairedDataset(data, split, seed=self.cfg.seed, with_index=True), self.opt["labelled"],
                           self.cfg.seed)

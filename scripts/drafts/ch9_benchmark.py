@@ -126,15 +126,18 @@ healthy-tissue PSNR are finite); `inf` is a PSNR with no error at all.
 
 code(r"""
 QUALITY = ["identity", "healthiness", "psnr_lesion", "ssim_lesion", "bias_lesion", "psnr_tissue", "change_healthy"]
-COST = ["auprc", "dice_max", "seeds", "params (M)", "train minutes", "slices/s"]
+COST = ["trained with", "auprc", "dice_max", "seeds", "params (M)", "train minutes", "slices/s"]
 glioma, kept = B.benchmark(models, "glioma", data=sets["glioma"], keep_outputs=True, device=DEVICE)
 print(E.judge_caption(kept[next(iter(kept))][0]))
 B.formatted(glioma, QUALITY)
 """)
 
 md(r"""
-The same rows, their difference map as a detector and their cost (training minutes from each
-model's manifest, on the machine that trained it; slices per second on this one):
+The same rows, what each was trained with, their difference map as a detector and their cost
+(training minutes from each model's manifest, on the machine that trained it; slices per second
+on this one). *Trained with* names what a model's training saw beyond the slices and their
+lesion / no-lesion labels: lesion masks, or the phantom's healthy twins, which no real dataset
+has. Whatever stands there is an advantage the other rows did not have; read their scores with it.
 """)
 
 code(r"""
