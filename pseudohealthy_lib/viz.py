@@ -123,10 +123,19 @@ def image_grid(rows, col_titles=None, row_titles=None, cmap="gray", vmin=0.0, vm
 
 
 def side_colorbar(fig, shown, label: str | None = None, axes=None):
-    """One colour bar at the right of ``axes`` (default: every panel of ``fig``) for panels that share
-    the colour map and range of ``shown`` (an ``AxesImage``); returns the colour bar."""
-    axes = list(axes) if axes is not None else [a for a in fig.axes if a.images]
-    bar = fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02, shrink=0.9)
+    """One colour bar at the right of the figure, beside the panels ``axes`` (default: every panel of
+    ``fig``), for panels that share the colour map and range of ``shown`` (an ``AxesImage``). Every
+    panel moves left to make room, so that the bar covers none of them; returns the colour bar."""
+    panels = [a for a in fig.axes if a.images]
+    axes = list(axes) if axes is not None else panels
+    room = min(0.15, 0.9 / fig.get_figwidth())              # about 0.9 inch: the bar, its ticks and label
+    for a in panels:
+        p = a.get_position()
+        a.set_position([p.x0 * (1 - room), p.y0, p.width * (1 - room), p.height])
+    lo = min(a.get_position().y0 for a in axes)
+    hi = max(a.get_position().y1 for a in axes)
+    cax = fig.add_axes([1 - room + 0.15 * room, lo + 0.05 * (hi - lo), 0.18 * room, 0.9 * (hi - lo)])
+    bar = fig.colorbar(shown, cax=cax)
     bar.ax.tick_params(labelsize=7)
     if label:
         bar.set_label(label, fontsize=8)

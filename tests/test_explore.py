@@ -160,3 +160,10 @@ def test_image_grid_colour_bars_and_column_ranges():
     assert bars[0].get_position().x0 > max(ax.get_position().x1 for ax in fig.axes if ax.images)  # at its right
     assert bars[0].get_ylim() == (0, 0.5)
     plt.close(fig)
+
+    fig = viz.image_grid([[img, img], [diff, diff]])                     # a bar for the second row only
+    panels = [ax for ax in fig.axes if ax.images]
+    bar = viz.side_colorbar(fig, panels[2].images[0], "|change|", axes=panels[2:]).ax.get_position()
+    assert bar.x0 > max(ax.get_position().x1 for ax in panels)          # it covers no panel of any row
+    assert bar.y1 <= panels[2].get_position().y1 + 1e-6 and bar.y0 >= panels[2].get_position().y0 - 1e-6
+    plt.close(fig)
