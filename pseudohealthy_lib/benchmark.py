@@ -106,7 +106,7 @@ def benchmark(models: dict, name: str = "glioma", judge=None, references: bool =
                     "train minutes": manifest.get("wall_seconds", np.nan) / 60 if manifest else np.nan,
                     "slices/s": float(np.mean([np.nan if r["slices_per_s"] is None else r["slices_per_s"] for r in res]))})
         rows[label] = row
-    table = pd.DataFrame(rows).T
+    table = pd.DataFrame.from_dict(rows, orient="index")        # a dtype per column (numbers, flags, text)
     return (table, kept) if keep_outputs else table
 
 

@@ -208,7 +208,7 @@ A short guide, computed from the table (the rule of section 2 left out):
 
 code(r"""
 rule = glioma.loc[RULE]
-nets = glioma.loc[free].astype(float) if free else None
+nets = glioma.loc[free, ["identity", "healthiness", "psnr_lesion"]].astype(float) if free else None
 if nets is None:
     glue("rule_verdict", "No network is shipped yet to compare the rule with.", display=False)
 else:
