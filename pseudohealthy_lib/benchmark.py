@@ -173,8 +173,9 @@ def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
     ``fidelity``: the highest lesion PSNR of the methods *not* given the mask; ``given``: the
     same among those given it; ``identity``: the highest identity among the methods not given the
     mask whose healthiness reaches ``healthy_enough``; ``speed``: the fastest method not given the
-    mask whose lesion PSNR is at least ``gain_db`` above doing nothing's. A situation no method
-    qualifies for says so. Reference rows (labels in brackets) never compete.
+    mask whose lesion PSNR is at least ``gain_db`` above doing nothing's *and* whose healthiness
+    reaches ``healthy_enough`` (fast and faithful is no use if the judge still finds the lesion).
+    A situation no method qualifies for says so. Reference rows (labels in brackets) never compete.
     """
     rows = _methods(table)
     told = (rows["given the mask"] == True) if "given the mask" in rows else np.zeros(len(rows), bool)   # noqa: E712  NaN: not told
@@ -195,8 +196,9 @@ def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
         "given": best(rows[told], "psnr_lesion", psnr, "{:.2f}", "no method given the mask"),
         "identity": best(rows[~told & (rows["healthiness"].astype(float) >= healthy_enough)], "identity",
                          "identity {}", "{:.3f}", f"no method reaches healthiness {healthy_enough}"),
-        "speed": best(rows[~told & (rows["psnr_lesion"].astype(float) >= nothing + gain_db)], "slices/s",
-                      "{} slices per second", "{:.0f}", f"no method gains {gain_db:g} dB"),
+        "speed": best(rows[~told & (rows["psnr_lesion"].astype(float) >= nothing + gain_db)
+                           & (rows["healthiness"].astype(float) >= healthy_enough)], "slices/s",
+                      "{} slices per second", "{:.0f}", f"no method gains {gain_db:g} dB and reaches healthiness {healthy_enough}"),
     }
 
 

@@ -124,17 +124,19 @@ def test_the_guide_is_computed_from_the_table():
         "fast": {"identity": 0.90, "healthiness": 0.90, "psnr_lesion": 14.5, "slices/s": 300.0, "given the mask": False},
         "faithful": {"identity": 0.99, "healthiness": 0.80, "psnr_lesion": 16.0, "slices/s": 50.0, "given the mask": False},
         "careful": {"identity": 0.97, "healthiness": 0.95, "psnr_lesion": 13.0, "slices/s": 900.0, "given the mask": False},
+        "blind": {"identity": 0.99, "healthiness": 0.40, "psnr_lesion": 15.0, "slices/s": 600.0, "given the mask": False},
         "told": {"identity": 0.995, "healthiness": 0.99, "psnr_lesion": 22.0, "slices/s": 5.0, "given the mask": True},
     }).T
     g = B.guide(table)
     assert g["fidelity"] == ("faithful", "lesion PSNR 16.00 dB")      # the told inpainter and the oracle are apart
     assert g["given"] == ("told", "lesion PSNR 22.00 dB")
     assert g["identity"] == ("careful", "identity 0.970")            # healthiness >= 0.85, not told the mask
-    assert g["speed"] == ("fast", "300 slices per second")            # 'careful' is faster but gains only 3 dB
+    assert g["speed"] == ("fast", "300 slices per second")            # 'careful' gains only 3 dB, 'blind' is not healthy
     worse = table.drop(index=["told"]).assign(healthiness=0.5)
     assert B.guide(worse)["identity"] == ("no method reaches healthiness 0.85", "-")
     assert B.guide(worse)["given"] == ("no method given the mask", "-")
-    assert B.guide(worse, gain_db=7)["speed"] == ("no method gains 7 dB", "-")
+    assert B.guide(worse, gain_db=7)["speed"] == ("no method gains 7 dB and reaches healthiness 0.85", "-")
+    assert B.guide(table, healthy_enough=0.92, gain_db=3)["speed"] == ("careful", "900 slices per second")
     with pytest.raises(OptionError, match="no '\\(do nothing\\)' row"):
         B.guide(table.drop(index=["(do nothing)"]))
 

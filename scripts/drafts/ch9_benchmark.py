@@ -86,6 +86,18 @@ def clip_bright(x: torch.Tensor) -> torch.Tensor:
 """)
 
 md(r"""
+Before a method goes on the table, check it on a slice whose answer is known. Ten tissue pixels
+of values 0.1 to 1.0 on a background of -1: the 90th percentile of the tissue is 0.91, so only
+the brightest pixel should change, and the background not at all.
+""")
+
+code(r"""
+toy = torch.full((1, 1, 4, 4), -1.0)
+toy.view(-1)[:10] = torch.linspace(0.1, 1.0, 10)
+print(clip_bright(toy)[0, 0])
+""", check=True)
+
+md(r"""
 The book's own models, by the chapter that made them. A recipe trained with several seeds is
 one row: the mean over seeds, with the standard deviation over seeds beside it. The diffusion
 model is different in kind: it is *told* where the lesion is and only fills it in (chapter 8), so
@@ -196,13 +208,33 @@ glue("g_inpaint", f"{glioma.loc['(inpainting)', 'psnr_lesion']:.2f} dB", display
 """, tags=["hide-input"])
 
 md(r"""
+The guide below is computed, not written: `B.guide` applies four rules to the table. On a
+hand-made table whose answer is plain: *A* is the most faithful inside the lesion but repaints
+the brain (identity 0.90) and is slow; *B* is fast and keeps the brain, but the judge still finds
+the lesion (healthiness 0.40); *C* is given the mask; *D* keeps the brain and looks healthy but is
+hardly better than doing nothing inside the lesion (1 dB). Only *A* both gains 4 dB and looks
+healthy, so it is also the "fast" choice, however slow: a fast method that fails is no choice.
+""")
+
+code(r"""
+toy = pd.DataFrame({"identity":       [1.00, 0.90, 0.99, 0.98, 0.97],
+                    "healthiness":    [0.10, 0.95, 0.40, 0.99, 0.90],
+                    "psnr_lesion":    [10.0, 19.0, 15.0, 18.0, 11.0],
+                    "slices/s":       [1e4, 5.0, 50.0, 0.5, 500.0],
+                    "given the mask": [False, False, False, True, False]},
+                   index=["(do nothing)", "A", "B", "C", "D"])
+for situation, (label, evidence) in B.guide(toy, healthy_enough=0.85, gain_db=4.0).items():
+    print(f"{situation:9s} -> {label}: {evidence}")
+""", check=True)
+
+md(r"""
 A short guide, computed from the table (the rule of section 2 left out):
 
 - **No mask, the truest tissue inside the lesion:** {glue:text}`g_fidelity` ({glue:text}`g_fidelity_v`{glue:text}`g_close`).
 - **The mask is known** (a radiologist drew it, or a segmentor did): {glue:text}`g_given`
   ({glue:text}`g_given_v`, against {glue:text}`g_inpaint` for classical biharmonic inpainting).
 - **Identity first, among methods whose {glue:text}`g_thresholds`:** {glue:text}`g_identity` ({glue:text}`g_identity_v`).
-- **Speed, among methods that gain at least {glue:text}`g_gain` inside the lesion over doing nothing:**
+- **Speed, among methods that gain at least {glue:text}`g_gain` inside the lesion over doing nothing and whose {glue:text}`g_thresholds`:**
   {glue:text}`g_speed` ({glue:text}`g_speed_v`, on this machine).
 """)
 
@@ -232,8 +264,19 @@ md(r"""
 
 A pseudo-healthy model is also a detector: where it changed the image is where it thinks the
 lesion was. Each curve below is that map, pooled over the tissue of every slice of the test set,
-against the floor every detector must beat: the FLAIR intensity itself.
+against the floor every detector must beat: the FLAIR intensity itself. The area under a
+precision-recall curve (AUPRC) is 1 for a map that ranks every lesion pixel above every healthy
+one and, for a map that knows nothing, about the share of lesion pixels, here 5 %:
 """)
+
+code(r"""
+from pseudohealthy_lib import metrics
+rng = np.random.default_rng(0)
+lesion = rng.random((20, 32, 32)) < 0.05
+maps = {"perfect": lesion + 0.1 * rng.random(lesion.shape), "random": rng.random(lesion.shape),
+        "inverted": ~lesion + 0.1 * rng.random(lesion.shape)}
+print({k: round(metrics.detection(m, lesion)["auprc"], 2) for k, m in maps.items()}, f"share of lesion pixels {lesion.mean():.2f}")
+""", check=True)
 
 code(r"""
 curves = B.pr_curves({k: v for k, v in kept.items() if not glioma.loc[k, "given the mask"]}, sets["glioma"])
