@@ -715,7 +715,7 @@ def generate(out: str | Path, cases: int, seed: int = 0, progress: bool = True,
     ids = [str(i) for i in range(cases)]
     todo = [i for i in range(cases) if not all(p.is_file() for p in case_files(out, str(i)))]
     t0 = time.perf_counter()
-    for i in tqdm(todo, desc="CT phantom", unit="case", disable=not progress):
+    for i in tqdm(todo, desc="CT phantom", unit="case", disable=not progress or not todo):
         write_case(make_case(seed, i, shape, spacing), out)
     generate.last_seconds = time.perf_counter() - t0
     return ids
