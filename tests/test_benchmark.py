@@ -130,12 +130,13 @@ def test_the_guide_is_computed_from_the_table():
     g = B.guide(table)
     assert g["fidelity"] == ("faithful", "lesion PSNR 16.00 dB")      # the told inpainter and the oracle are apart
     assert g["given"] == ("told", "lesion PSNR 22.00 dB")
-    assert g["identity"] == ("careful", "identity 0.970")            # healthiness >= 0.85, not told the mask
+    assert g["identity"] == ("fast", "identity 0.900")               # healthy, gains 4 dB, not told the mask
+    assert B.guide(table, gain_db=3)["identity"] == ("careful", "identity 0.970")   # 'careful' gains 3 dB
     assert g["speed"] == ("fast", "300 slices per second")            # 'careful' gains only 3 dB, 'blind' is not healthy
     worse = table.drop(index=["told"]).assign(healthiness=0.5)
-    assert B.guide(worse)["identity"] == ("no method reaches healthiness 0.85", "-")
+    assert B.guide(worse)["identity"] == ("no method reaches healthiness 0.85 and gains 4 dB", "-")
     assert B.guide(worse)["given"] == ("no method given the mask", "-")
-    assert B.guide(worse, gain_db=7)["speed"] == ("no method gains 7 dB and reaches healthiness 0.85", "-")
+    assert B.guide(table, gain_db=7)["speed"] == ("no method reaches healthiness 0.85 and gains 7 dB", "-")
     assert B.guide(table, healthy_enough=0.92, gain_db=3)["speed"] == ("careful", "900 slices per second")
     with pytest.raises(OptionError, match="no '\\(do nothing\\)' row"):
         B.guide(table.drop(index=["(do nothing)"]))
@@ -219,7 +220,8 @@ def test_what_each_model_was_trained_with_is_a_column(tiny_prepared):
     assert Diffusion(cfg("diffusion", healthy="twins")).trained_with() == ("healthy twins (phantom only)",)
     assert Diffusion(cfg("diffusion", healthy="slices")).trained_with() == ()
     assert SMILE(cfg("smile", labelled=0.25)).trained_with() == ("lesion masks of 25% of the training slices",)
-    assert ANTGAN(cfg("antgan")).trained_with() == ()
+    assert ANTGAN(cfg("antgan")).trained_with() == ("lesion masks",)          # the anomaly-mask loss (Eq. 2)
+    assert ANTGAN(cfg("antgan", **ANTGAN.variants["cyclegan"])).trained_with() == ()             # no mask in its losses
     data = load_prepared(tiny_prepared)
     table = B.benchmark({"paired": PHSGAN(cfg("phsgan", setting="paired")), "f": lambda x: x},
                         data=data, judge=Perfect(data))

@@ -97,6 +97,12 @@ class CycleGAN(Translator):
                               f"{need} and the discriminator needs at least 16")
 
     # -- engine interface
+    def trained_with(self):
+        # the anomaly-mask loss (ANT-GAN's Eq. 2) and the pasted lesions are cut with each slice's own
+        # mask; domain_b='mask' translates to the masks themselves
+        o = self.opt
+        return ("lesion masks",) if o["lambda_am"] or o["lambda_paste"] or o["domain_b"] == "mask" else ()
+
     def dataset(self, data, split):
         return UnpairedDataset(data, split, seed=self.cfg.seed, domain_b=self.opt["domain_b"], healthy=self.opt["healthy"])
 
