@@ -113,7 +113,7 @@ def seeds(name: str) -> list[str]:
 
 
 def methods_without_recipe() -> list[str]:
-    """The translators of :data:`~pseudohealthy_lib.methods.METHODS` that no zoo recipe trains yet."""
+    """The translators of ``pseudohealthy_lib.methods.METHODS`` that no zoo recipe trains yet."""
     used = {RECIPES[n].split()[0] for n in RECIPES}
     return sorted(m for m, cls in METHODS.items() if cls.kind == "translator" and m not in used)
 

@@ -489,6 +489,9 @@ def test_recipe_trials_table_of_the_recorded_search():
     assert {"lr", "batch_size", "healthy"} <= set(t.columns)              # settings that differ between trials
     assert "ngf" not in t.columns                                        # ... and not those all trials share
     assert (runs["psnr_lesion"] > t.loc["do nothing", "psnr_lesion"]).all()
+    assert "t2-cpu-recipe" not in t.index                                # other contrasts are not mixed in
+    t2 = E.recipe_trials("antgan", modality="t2")
+    assert "t2-cpu-recipe" in t2.index and "A_base" not in t2.index
     with pytest.raises(FileNotFoundError, match="no recorded recipe search"):
         E.recipe_trials("no-such-method")
 
