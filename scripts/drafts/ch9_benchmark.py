@@ -426,13 +426,15 @@ cannot see.
 
 1. **Your method.** Write a function that replaces each pixel above `clip_bright`'s cap by the
    median of its 7x7 neighbourhood (`torch.nn.functional.unfold` helps) and put it on the glioma
-   table with `pd.concat([glioma, B.benchmark({"median": f}, "glioma", data=sets["glioma"], references=False)])`.
+   table with `pd.concat([glioma, B.benchmark({"median": f}, "glioma", data=sets["glioma"], references=False, device=DEVICE)])`.
    Where does it land on the identity-healthiness plot, and what does it do inside a large lesion?
 2. **A blind spot of healthiness.** Make a function that returns every slice blurred with a wide
    Gaussian. Which of the table's columns catch it, and which do not?
-3. **Seeds.** Compare two methods' lesion PSNR over the same test subjects with a paired test:
+3. **Seeds.** Compare the lesion PSNR of two rows over the same test subjects with a paired test,
+   for example `a, b = "PHS-GAN, paired", "ANT-GAN"`:
    `E.paired_test(E.combine_seeds(kept[a]), E.combine_seeds(kept[b]), "psnr_lesion")`. Is the gap
-   larger than their standard deviations over seeds? What would you need to claim one is better?
+   larger than their standard deviations over seeds? A row trained with one seed has no such
+   spread (the table leaves it blank, not 0): what does that leave you able to claim?
 
 ```{admonition} Solution 1
 :class: dropdown
@@ -440,8 +442,9 @@ The median of a 7x7 window is the middle value of its 49 pixels. Near the edge o
 those pixels are healthy, so the median is healthy tissue and the pixel is repaired; inside a
 lesion wider than about 7 pixels most of the window is lesion, so the median is lesion again and
 the core is left as it was. Expect identity near 1 (only bright pixels change), a healthiness
-that depends on how much of the lesion is core, and a lesion PSNR between doing nothing's and
-the rule's. A neighbourhood method cannot invent what lies under a large lesion; that is what the
+that depends on how much of the lesion is core, and a lesion PSNR above doing nothing's near
+small lesions; whether it beats the rule's depends on the lesions' sizes, since a large core
+keeps its full brightness where the rule at least caps it. A neighbourhood method cannot invent what lies under a large lesion; that is what the
 learned methods are for.
 ```
 
@@ -451,7 +454,8 @@ Expect a wide blur to spread the lesion's brightness over its surroundings, so t
 finds less of it and healthiness rises (unless the judge fires on the blurred brain itself),
 while every healthy pixel changes, so that identity and the healthy-tissue PSNR fall and the
 change on lesion-free slices rises. The lesion's PSNR may even improve over doing nothing, since a
-blur dims a bright lesion; the difference map lights up every edge, so its AUPRC drops. Run it and
+blur dims a bright lesion; the difference map lights up every edge, so its AUPRC stays far below
+the learned maps' (it may still beat doing nothing's, which detects nothing). Run it and
 check: if healthiness rose, healthiness alone would have praised a method that destroyed the
 image, which is why the table is never ranked on one column.
 ```
@@ -463,6 +467,8 @@ seed changes; from three seeds it is itself a rough estimate. A gap smaller than
 what a re-run could undo. The paired test compares the two methods subject by subject on the
 same test set, which removes the differences between subjects from the comparison; a claim that
 one method is better needs both, a paired test that holds and a gap beyond the seed-to-seed spread.
+With one seed of a row the second condition cannot be checked: the paired test then says that
+*this trained model* is better on these subjects, not that its recipe is.
 
 ```
 """)
