@@ -135,8 +135,7 @@ def pr_curves(results: dict, data) -> dict:
 
     x = data.images.astype(np.float32)
     tissue = M.tissue_mask(x)
-    darker = M.lesion_contrast(x, data.masks, tissue)["gap"] < 0          # as the reference row scores it
-    curves = {"(intensity threshold)": M.detection(-x if darker else x, data.masks, tissue, curve=True)}
+    curves = {"(intensity threshold)": M.intensity_detection(x, data.masks, tissue, curve=True)}   # as the reference row
     for label, res in results.items():
         if res[0].outputs is None:
             raise OptionError(f"pr_curves: no outputs kept for {label!r}; run benchmark(..., keep_outputs=True)")

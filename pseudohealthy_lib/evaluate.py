@@ -447,11 +447,8 @@ def _intensity_row(x, masks) -> dict:
     """Detection by the image intensity itself over tissue: brightness as the lesion score where
     the lesions are brighter than the tissue on average (FLAIR), darkness where they are darker
     (hypodense CT tumours; ``lesion_darker``). The sign is the one bit read from the test masks."""
-    tissue = M.tissue_mask(x)
-    darker = bool(M.lesion_contrast(x, masks, tissue)["gap"] < 0)
-    det = M.detection(-x if darker else x, masks, tissue)
-    return {"auprc": det["auprc"], "dice_max": det["dice_max"], "threshold_max": det["threshold_max"],
-            "lesion_darker": darker}
+    det = M.intensity_detection(x, masks)
+    return {k: det[k] for k in ("auprc", "dice_max", "threshold_max", "lesion_darker")}
 
 
 def _score_classifier(model, x, labels, subjects, dev, batch_size) -> Result:

@@ -251,6 +251,17 @@ def detection(scores, masks, region=None, curve: bool = False) -> dict:
 
 
 # --------------------------------------------------------------------------- failure-mode measures
+def intensity_detection(images, masks, region=None, curve: bool = False) -> dict:
+    """The image intensity itself as a lesion detector (:func:`detection` over ``region``, default
+    the tissue): brightness is the score where the lesions are brighter than the tissue on average
+    (FLAIR), darkness where they are darker (T1, hypodense CT tumours); ``lesion_darker`` says which.
+    That sign is the one bit read from the masks. The floor a learned lesion map must beat."""
+    x = _np(images).astype(np.float32)
+    region = tissue_mask(x) if region is None else region
+    darker = bool(lesion_contrast(x, masks, region)["gap"] < 0)
+    return {**detection(-x if darker else x, masks, region, curve=curve), "lesion_darker": darker}
+
+
 def checkerboard_ratio(changes, floor: float = 1e-2) -> float:
     """How much a set of change maps (N, H, W) shows a period-2 (checkerboard) pattern.
 

@@ -157,3 +157,18 @@ def test_contrast_to_noise_on_hand_made_images():
     assert M.contrast_to_noise(bright, lesion, np.ones_like(tissue)) < 3
     assert np.isnan(M.contrast_to_noise(bright, np.zeros_like(lesion), tissue))
     assert np.isnan(M.contrast_to_noise(np.full_like(x, 0.4), lesion, tissue))
+
+
+def test_intensity_detection_scores_brightness_or_darkness_by_the_lesions_sign():
+    rng = np.random.default_rng(0)
+    tissue = np.zeros((4, 32, 32), bool); tissue[:, 4:28, 4:28] = True
+    lesion = np.zeros_like(tissue); lesion[:, 10:16, 10:16] = True
+    x = np.where(tissue, 0.5 + 0.02 * rng.standard_normal(tissue.shape), 0.0).astype(np.float32)
+    bright, dark = np.where(lesion, 0.9, x), np.where(lesion, 0.1, x)
+    b, d = M.intensity_detection(bright, lesion, tissue), M.intensity_detection(dark, lesion, tissue)
+    assert not b["lesion_darker"] and d["lesion_darker"]
+    assert b["auprc"] == pytest.approx(1.0) and d["auprc"] == pytest.approx(1.0)   # each found by its own sign
+    assert M.detection(dark, lesion, tissue)["auprc"] < 0.2                         # brightness would miss it
+    hidden = np.where(lesion, x, x)                                                 # no lesion contrast at all
+    assert M.intensity_detection(hidden, lesion, tissue)["auprc"] < 0.2             # about the prevalence: says no
+    assert M.intensity_detection(bright, lesion)["auprc"] == pytest.approx(1.0)     # region defaults to the tissue

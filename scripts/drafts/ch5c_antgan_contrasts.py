@@ -136,11 +136,12 @@ code(r"""
 def ambiguity(d, idx):
     x, m = d.images[idx].astype(np.float32), d.masks[idx]
     tissue = metrics.tissue_mask(x)
-    darker = metrics.lesion_contrast(x, m, tissue)["gap"] < 0
+    det = metrics.intensity_detection(x, m, tissue)              # brightness, or darkness for a darker lesion
     healthy = x[d.labels[idx] == 0][tissue[d.labels[idx] == 0]]
     median = np.median(x[m > 0])
-    return {"healthy tissue as extreme as the lesion's median": float((healthy <= median if darker else healthy >= median).mean()),
-            "intensity AUPRC": metrics.detection(-x if darker else x, m, tissue)["auprc"]}
+    return {"healthy tissue as extreme as the lesion's median":
+                float((healthy <= median if det["lesion_darker"] else healthy >= median).mean()),
+            "intensity AUPRC": det["auprc"]}
 amb = pd.DataFrame({name: ambiguity(d, test) for name, d in data.items()}).T.rename_axis("contrast")
 amb.join(cnr["whole lesion"].rename("CNR")).round(3)
 """)
