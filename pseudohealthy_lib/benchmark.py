@@ -166,7 +166,7 @@ def _methods(table):
     return table[[not str(k).startswith("(") for k in table.index]]
 
 
-def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
+def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0, speed_tie: float = 0.2) -> dict:
     """The chapter's guide, computed from a benchmark ``table``: ``{situation: (label, evidence)}``.
 
     ``fidelity``: the highest lesion PSNR of the methods *not* given the mask; ``given``: the
@@ -175,6 +175,8 @@ def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
     ``healthy_enough`` and whose lesion PSNR is at least ``gain_db`` above doing nothing's (doing
     nothing has the best identity, and a fast method the judge sees through is no use).
     A situation no method qualifies for says so. Reference rows (labels in brackets) never compete.
+    Timings vary from run to run, so the speed pick names every other useful method within
+    ``speed_tie`` (a fraction) of the fastest.
     """
     rows = _methods(table)
     told = (rows["given the mask"] == True) if "given the mask" in rows else np.zeros(len(rows), bool)   # noqa: E712  NaN: not told
@@ -182,12 +184,18 @@ def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
         raise OptionError("guide: the table has no '(do nothing)' row to measure gains against (benchmark(..., references=True))")
     nothing = float(table.loc["(do nothing)", "psnr_lesion"])
 
-    def best(sub, key, text, fmt, none):
+    def best(sub, key, text, fmt, none, tie: float = 0.0):
         sub = sub[~np.isnan(sub[key].astype(float))]
         if not len(sub):
             return (none, "-")
-        k = sub[key].astype(float).idxmax()
-        return (k, text.format(fmt.format(float(sub.loc[k, key])), row=sub.loc[k]))
+        v = sub[key].astype(float)
+        k = v.idxmax()
+        evidence = text.format(fmt.format(v[k]))
+        close = [o for o in v.index if o != k and v[o] >= (1 - tie) * v[k]] if tie else []
+        if close:                                     # a lead smaller than the measurement's own noise
+            evidence += f"; within {tie:.0%} of it, as good given the noise: " + ", ".join(
+                f"{o} ({fmt.format(v[o])})" for o in close)
+        return (k, evidence)
 
     psnr = "lesion PSNR {} dB"
     useful = ~told & (rows["healthiness"].astype(float) >= healthy_enough) & (rows["psnr_lesion"].astype(float) >= nothing + gain_db)
@@ -196,7 +204,7 @@ def guide(table, healthy_enough: float = 0.85, gain_db: float = 4.0) -> dict:
         "fidelity": best(rows[~told], "psnr_lesion", psnr, "{:.2f}", "no method without the mask"),
         "given": best(rows[told], "psnr_lesion", psnr, "{:.2f}", "no method given the mask"),
         "identity": best(rows[useful], "identity", "identity {}", "{:.3f}", none),
-        "speed": best(rows[useful], "slices/s", "{} slices per second", "{:.0f}", none),
+        "speed": best(rows[useful], "slices/s", "{} slices per second", "{:.0f}", none, tie=speed_tie),
     }
 
 

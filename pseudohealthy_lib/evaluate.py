@@ -41,12 +41,20 @@ from . import zoo
 from .data import preprocess as pp
 from .zoo import load_model
 
+#: The highest PSNR a slice can score (dB). A slice with no error at all has an infinite PSNR,
+#: and one such slice would make the mean over slices infinite however badly the others did, so
+#: each slice's PSNR is capped here, as piq does by adding 1e-8 to the MSE: 80 dB is an error
+#: far below one grey level of an 8-bit image (48 dB) and below float16's rounding of [0, 1].
+PSNR_CEILING = 80.0
+
 #: Per-slice metrics of a translator (pathological slices unless said otherwise).
 TRANSLATOR_KEYS = {
     "identity": "PHS-GAN identity: masked MS-SSIM of output and input outside the lesion (1 = untouched)",
-    "psnr_tissue": "PSNR (dB) of output vs input over tissue outside the lesion (not background)",
+    "psnr_tissue": "PSNR (dB) of output vs input over tissue outside the lesion (not background), "
+                   "at most PSNR_CEILING",
     "ssim_tissue": "SSIM of output vs input, averaged over tissue outside the lesion",
-    "psnr_lesion": "PSNR (dB) inside the lesion vs the true healthy image (BraTS 2023 inpainting scoring)",
+    "psnr_lesion": "PSNR (dB) inside the lesion vs the true healthy image (BraTS 2023 inpainting scoring), "
+                   "at most PSNR_CEILING",
     "ssim_lesion": "SSIM inside the lesion vs the true healthy image",
     "mae_lesion": "mean absolute error inside the lesion vs the true healthy image",
     "bias_lesion": "mean of output minus true healthy image inside the lesion (> 0: a bright ghost left)",
@@ -289,12 +297,13 @@ def score_translation(x, y, masks, subjects, labels, truth=None, judge=None, thr
         m = masks[i] > 0
         if lesion[i]:
             keep = tissue[i] & ~m
-            per["psnr_tissue"][i] = M.psnr(y[i], x[i], keep)
+            per["psnr_tissue"][i] = min(M.psnr(y[i], x[i], keep), PSNR_CEILING)
             per["ssim_tissue"][i] = M.ssim(y[i], x[i], keep)
             if truth is not None:
                 f = M.lesion_fidelity(y[i], truth[i], x[i], m)
                 for k in ("psnr", "ssim", "mae", "bias"):
                     per[f"{k}_lesion"][i] = f[k]
+                per["psnr_lesion"][i] = min(f["psnr"], PSNR_CEILING)
         elif tissue[i].any():
             per["change_healthy"][i] = float(np.abs(y[i] - x[i])[tissue[i]].mean())
     res = Result(per_slice=per, subjects=np.asarray(subjects))
@@ -333,7 +342,7 @@ def score_translation(x, y, masks, subjects, labels, truth=None, judge=None, thr
     res["uncertainty"] = {k: summarise(v, subjects) for k, v in res.per_slice.items() if (~np.isnan(v)).any()}
     for k, per_subject in res.by_subject.items():    # one value per subject: their spread and interval
         res["uncertainty"][k] = summarise(list(per_subject.values()), list(per_subject))
-    res["notes"] = {"identity": M.identity_note(x.shape[-1]),
+    res["notes"] = {"identity": M.identity_note(x.shape[-1]), "psnr": f"each slice's PSNR at most {PSNR_CEILING:g} dB",
                     "tissue": "pixels of the input above 1e-3 (background excluded), lesion excluded"}
     return res
 
@@ -837,7 +846,7 @@ def to_json(res) -> dict:
     if isinstance(res, (list, tuple)):
         return [to_json(v) for v in res]
     if isinstance(res, (np.floating, float)):
-        return None if np.isnan(res) else float(res)           # inf stays (PSNR of identical images)
+        return None if np.isnan(res) else float(res)           # inf stays (json.dumps writes it as Infinity)
     if isinstance(res, np.integer):
         return int(res)
     return res

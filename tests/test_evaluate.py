@@ -189,16 +189,16 @@ def test_evaluate_do_nothing_oracle_and_references(tiny_prepared):
     data = load_prepared(tiny_prepared)
     test = data.select("test", 1)
     r = E.evaluate(E.DoNothing(), data, "test", references=True)
-    assert r["identity"] == pytest.approx(1.0, abs=1e-5) and r["psnr_tissue"] == float("inf")
+    assert r["identity"] == pytest.approx(1.0, abs=1e-5) and r["psnr_tissue"] == E.PSNR_CEILING
     assert r["change_healthy"] == 0.0 and r["slices"] == len(test) and r["kind"] == "translator"
     refs = r["references"]
     assert refs["do nothing"]["psnr_lesion"] == pytest.approx(r["psnr_lesion"])
-    assert refs["oracle"]["psnr_lesion"] == float("inf")
-    assert refs["do nothing"]["psnr_lesion"] < refs["inpainting"]["psnr_lesion"] < float("inf")
+    assert refs["oracle"]["psnr_lesion"] == E.PSNR_CEILING
+    assert refs["do nothing"]["psnr_lesion"] < refs["inpainting"]["psnr_lesion"] < E.PSNR_CEILING
     assert 0 < refs["intensity threshold"]["auprc"] <= 1
     table = {_tanh(data.images[i])[None].numpy().tobytes(): _tanh(data.healthy[i])[None, None] for i in test}
     r2 = E.evaluate(Lookup(table), data, "test")
-    assert r2["psnr_lesion"] == float("inf") and r2["ssim_lesion"] == pytest.approx(1.0) and r2["mae_lesion"] == 0
+    assert r2["psnr_lesion"] == E.PSNR_CEILING and r2["ssim_lesion"] == pytest.approx(1.0) and r2["mae_lesion"] == 0
     u = r2["uncertainty"]["mae_lesion"]
     assert u["n_subjects"] == 1 and u["subject_mean"] == 0
     det = r2["detection_by_subject"]["auprc"]                       # the oracle's map is the lesion's change
@@ -521,3 +521,24 @@ def test_check_floors_says_no_to_doing_nothing_and_yes_to_a_good_model():
     assert E.check_floors(good, nothing)["met"].all()                      # every floor met exactly at its edge
     almost = {**good, "psnr_lesion": 13.99}
     assert list(E.check_floors(almost, nothing).query("not met").index) == ["psnr_lesion"]
+
+
+def test_one_untouched_slice_does_not_make_the_mean_psnr_infinite():
+    # two lesion slices: the output leaves the first one's tissue exactly as it was and adds 0.1
+    # to the second's. Uncapped, the first slice's PSNR is inf and so would be the mean; capped,
+    # the mean is (ceiling + 20 dB) / 2, and a worse second slice lowers it.
+    x = np.zeros((2, 32, 32), np.float32)
+    x[:, 4:28, 4:28] = np.random.default_rng(0).uniform(0.3, 0.7, (2, 24, 24))
+    masks = np.zeros_like(x)
+    masks[:, 10:14, 10:14] = 1
+    y = x.copy()
+    y[1][x[1] > 0] += 0.1                                           # MSE 0.01 on tissue: 20 dB
+    r = E.score_translation(x, y, masks, subjects=np.array(["a", "a"]), labels=np.array([1, 1]), truth=x)
+    assert np.isfinite(r["psnr_tissue"])
+    assert r["psnr_tissue"] == pytest.approx((E.PSNR_CEILING + 20.0) / 2, abs=1e-3)
+    assert r.per_slice["psnr_tissue"][0] == E.PSNR_CEILING
+    y[1][x[1] > 0] += 0.2                                           # a worse second slice: a lower mean
+    assert E.score_translation(x, y, masks, np.array(["a", "a"]), np.array([1, 1]), truth=x)["psnr_tissue"] < r["psnr_tissue"]
+    lesion = r.per_slice["psnr_lesion"]                             # the first slice's lesion equals the truth
+    assert lesion[0] == E.PSNR_CEILING and np.isfinite(lesion[1]) and lesion[1] < 40
+    assert r["psnr_lesion"] == pytest.approx(lesion.mean())

@@ -117,13 +117,24 @@ models = {label: names for label, names in models.items() if names} | {RULE: cli
 glue("missing", "; ".join([f"{' and '.join(unshipped)} (no model in the zoo yet)"] * bool(unshipped)
                           + [f"the library's methods {' and '.join(no_recipe)} (no recipe yet)"] * bool(no_recipe))
      or "nothing", display=False)
-pd.Series({label: ", ".join(names) if isinstance(names, list) else "a Python function" for label, names in models.items()},
-          name="models (seeds)").to_frame()
+def recipe(names):                                             # what a row's first seed was trained with
+    if not isinstance(names, list):
+        return {"models (seeds)": "a Python function"}
+    c = zoo.manifest(names[0])["config"]
+    o = c["options"]
+    return {"models (seeds)": ", ".join(names), "steps × batch": f"{c['steps']} × {c['batch_size']}",
+            "generator": f"{o.get('generator', 'resnet') if c['method'] in ('cyclegan', 'antgan') else c['method']}"
+                         + (f", ngf {o['ngf']}" if "ngf" in o else "")}
+pd.DataFrame({label: recipe(names) for label, names in models.items()}).T.fillna("")
 """)
 
 md(r"""
 Not on the table yet: {glue:text}`missing`. The table grows as the method
-chapters ship them; nothing below is typed, so a re-run ranks whatever is there.
+chapters ship them; nothing below is typed, so a re-run ranks whatever is there. Every network
+was trained on the phantom's gliomas at the book's teaching size (128 px, two CPU cores, about
+half an hour), a few percent of the papers' budgets: the table compares recipes at that budget,
+not the methods at their best. The CycleGAN row is chapter 6's baseline (a ResNet generator), not
+chapter 2's pair of generators.
 
 ## 3. Glioma: the headline table
 
@@ -133,20 +144,24 @@ pixels the judge, a segmentor trained on other phantoms, marks as lesion anywher
 over the number of true lesion pixels, both averaged over the lesion slices; 1 when it marks
 nothing, and below 0 if it marks more than there was, false alarms included); the fidelity inside
 the lesion against the true healthy tissue (PSNR, SSIM, and the bias, the mean of output minus
-truth there in the [0, 1] grey levels of the slice: above 0 the output is brighter than the
-truth); the PSNR of the output against the *input* over the tissue outside the lesion (how much
-healthy tissue was left alone); the mean change on lesion-free slices; and the difference map as a
+truth there, in grey levels scaled so that 0 and 1 are the 0.5th and 99.5th percentiles of the
+tissue the model can see: above 0 the output is brighter than the truth); the PSNR of the output
+against the *input* over the tissue outside the lesion, the one number of Sun et al.'s Table IV
+(how much healthy tissue was left alone); the mean change on lesion-free slices; and the difference map as a
 detector (AUPRC and the optimistic ⌈Dice⌉). Reference rows come first: doing nothing, the oracle (the truth itself), biharmonic
 inpainting given the true mask, and the image intensity used as a lesion detector. The oracle is
 not perfect everywhere: a lesion pushes and brightens the tissue around it beyond its label, so
 even the true healthy image differs from the input outside the mask (its identity and its
-healthy-tissue PSNR are finite); `inf` is a PSNR with no error at all.
+healthy-tissue PSNR are below the ceiling). Each slice's PSNR is capped at {glue:text}`ceiling` dB,
+an error far below one grey level, so that a slice left exactly as it was cannot make a mean
+infinite: the oracle's {glue:text}`ceiling` dB inside the lesion means no error at all.
 """)
 
 code(r"""
 QUALITY = ["identity", "healthiness", "psnr_lesion", "ssim_lesion", "bias_lesion", "psnr_tissue", "change_healthy"]
 DETECTORS = ["(intensity threshold)"]                         # a reference for the detection columns only
 COST = ["trained with", "auprc", "dice_max", "seeds", "params (M)", "train minutes", "slices/s"]
+glue("ceiling", f"{E.PSNR_CEILING:g}", display=False)
 glioma, kept = B.benchmark(models, "glioma", data=sets["glioma"], keep_outputs=True, device=DEVICE)
 print(E.judge_caption(kept[next(iter(kept))][0]))
 B.formatted(glioma.drop(index=DETECTORS), QUALITY)
@@ -245,7 +260,8 @@ A short guide, computed from the table:
   ({glue:text}`g_given_v`, against {glue:text}`g_inpaint` for classical biharmonic inpainting).
 - **Identity first, among methods whose {glue:text}`g_thresholds` and that gain at least {glue:text}`g_gain` inside the lesion over doing nothing:** {glue:text}`g_identity` ({glue:text}`g_identity_v`).
 - **Speed, among the same methods:**
-  {glue:text}`g_speed` ({glue:text}`g_speed_v`, on this machine).
+  {glue:text}`g_speed` ({glue:text}`g_speed_v`; slices per second on this machine, which vary
+  by a few tens of percent from run to run).
 """)
 
 code(r"""
@@ -299,7 +315,7 @@ code(r"""
 curves = B.pr_curves({k: v for k, v in kept.items() if not glioma.loc[k, "given the mask"]}, sets["glioma"])
 auprc = glioma["auprc"].astype(float)                       # the table's: the mean over seeds
 fig, ax = plt.subplots(figsize=(5.5, 4.2))
-for label, c in curves.items():
+for label, c in curves.items():                           # the first seed's curve
     step = max(1, len(c["recall"]) // 2000)                 # thin the curve for plotting
     ax.plot(c["recall"][::step], c["precision"][::step], lw=1.2, ls="--" if label.startswith("(") else "-",
             label=f"{label} ({auprc[label]:.2f})")
@@ -314,8 +330,8 @@ glue("det_verdict", (f"The best map among the networks is {best_det}'s (AUPRC {a
                      f"No network is shipped yet; the intensity floor is {floor:.3f}"), display=False)
 glue("det_rule", f"{auprc[RULE]:.2f}", display=False)
 """, figure=("fig-09-pr", "Precision-recall curves of each method's difference map as a pixel-wise lesion detector "
-             "(glioma test set, all slices, tissue pixels); the area under each curve (AUPRC) in brackets. "
-             "Dashed: the image intensity as the detector."))
+             "(glioma test set, all slices, tissue pixels), each from the first seed's model; in brackets the "
+             "table's AUPRC, the mean over seeds where there are several. Dashed: the image intensity as the detector."))
 
 md(r"""
 {glue:text}`det_verdict`. The rule's map ({glue:text}`det_rule`) is no
@@ -340,10 +356,22 @@ fig = viz.image_grid([[data.images[i], r.outputs[i].astype(np.float32), data.hea
                       for label, r, i in worst], size=1.7)
 for ax, (_, _, i) in zip(fig.axes[::3], worst):
     viz.mask_contour(ax, data.masks[i], lw=0.6)
+bias = {label: r.per_slice["bias_lesion"][i] for label, r, i in worst if label in free}
+GHOST = 0.1                                                 # a tenth of the grey range brighter than the truth
+ghosts = [k for k, b in bias.items() if b > GHOST]
+glue("worst_ghosts", (f"In the worst slice of {len(ghosts)} of the {len(bias)} networks not given the mask "
+                      f"({', '.join(ghosts)}) the output inside the lesion is on average more than {GHOST} brighter than "
+                      "the truth (bias " + ", ".join(f"{bias[k]:+.2f}" for k in ghosts) + "): there the lesion was dimmed, "
+                      "not replaced" if ghosts else f"No network's worst slice leaves the lesion brighter than the truth "
+                      f"by more than {GHOST} on average; the failures are tissue drawn wrong, not lesions left")
+     + ". Compare the rows given the mask: they redraw the whole lesion, so their worst slice is a wrong fill, "
+     "never a lesion left behind.", display=False)
 """, figure=("fig-09-worst", "For each method (first seed), the glioma test slice with its lowest PSNR inside "
              "the lesion: input with the lesion outlined, output, true healthy image."))
 
 md(r"""
+{glue:text}`worst_ghosts`
+
 ## 6. Stroke: a lesion none of the models was trained on
 
 The translators above learned from {glue:text}`trained_on`. A stroke lesion is different: a
@@ -401,6 +429,12 @@ B.formatted(liver, QUALITY + ["auprc", "dice_max"])
 
 code(r"""
 d_rule = liver.loc[RULE, "psnr_lesion"] - liver.loc["(do nothing)", "psnr_lesion"]
+ct_int = liver.loc["(intensity threshold)", "auprc"]
+ct_share = float((sets["liver"].masks > 0)[metrics.tissue_mask(sets["liver"].images.astype(np.float32))].mean())
+glue("ct_intensity", (f"{ct_int:.3f}, against {ct_share:.3f} for a detector that knows nothing (the share of tumour pixels "
+                      "in the tissue)" + (": in CT a tumour is no darker than much of the healthy abdomen, so a learned "
+                      "map has a low floor to beat and much to gain" if ct_int < 5 * ct_share else
+                      ": darkness alone already finds much of the tumours")), display=False)
 glue("ct_rule", ("leaves the tumours as they were (its lesion PSNR is doing nothing's)" if abs(d_rule) < 0.05 else
                  f"changes the tumours' PSNR by {d_rule:+.2f} dB"), display=False)
 ct_gain = {k: liver.loc[k, "psnr_lesion"] - liver.loc["(do nothing)", "psnr_lesion"] for k in ct_models}
@@ -411,16 +445,52 @@ for name, table in (("stroke", stroke), ("liver", liver)):
 """, tags=["hide-input"])
 
 md(r"""
-On CT the rule {glue:text}`ct_rule`{glue:text}`ct_gain`. The three tables are written as
+On CT the rule {glue:text}`ct_rule`{glue:text}`ct_gain`. The intensity alone, darkness here,
+finds tumour pixels with an AUPRC of {glue:text}`ct_intensity`. The three tables are written as
 leaderboards beside `glioma.json`.
+""")
 
+code(r"""
+q = glioma.loc[free, ["identity", "healthiness", "psnr_lesion", "slices/s", "params (M)"]].astype(float) if free else None
+inpaint = glioma.loc["(inpainting)", "psnr_lesion"]
+if q is None:
+    for k in ("a_fidelity", "a_found", "a_cost"):
+        glue(k, "No network is shipped yet.", display=False)
+else:
+    top = q["psnr_lesion"].idxmax()
+    glue("a_fidelity", (f"{top}, {q.loc[top, 'psnr_lesion']:.2f} dB inside the "
+                        f"lesion at identity {q.loc[top, 'identity']:.3f}. " + (
+                        f"No network that finds the lesion itself reaches classical inpainting given the mask "
+                        f"({inpaint:.2f} dB): knowing where the lesion is is worth more, at this budget, than anything "
+                        "these networks learned about what should be there." if q["psnr_lesion"].max() < inpaint else
+                        f"It beats classical inpainting given the mask ({inpaint:.2f} dB) without being told where the lesion is.")),
+         display=False)
+    seen, unseen = q["healthiness"].idxmin(), q["healthiness"].idxmax()
+    glue("a_found", (f"{seen}'s outputs (healthiness {q.loc[seen, 'healthiness']:.3f}); "
+                     f"the judge finds least in {unseen}'s ({q.loc[unseen, 'healthiness']:.3f}). Remember the rule of "
+                     "section 2: a high healthiness says the judge is fooled, not that the tissue is right."), display=False)
+    fast, slow = q["slices/s"].idxmax(), q["slices/s"].idxmin()
+    glue("a_cost", (f"From {q['params (M)'].min():.2f} to {q['params (M)'].max():.2f} million parameters; the fastest "
+                    f"is {fast} ({q.loc[fast, 'slices/s']:.0f} slices per second here), the slowest {slow} "
+                    f"({q.loc[slow, 'slices/s']:.1f}); the table gives each one's training minutes."), display=False)
+""", tags=["hide-input"])
+
+md(r"""
 ## What it means
 
+The four questions of the introduction, answered from the glioma table:
+
+1. **Closest to the truth without the mask:** {glue:text}`a_fidelity`
+2. **A lesion the judge still finds:** {glue:text}`a_found`
+3. **The best lesion map:** {glue:text}`det_verdict`.
+4. **Cost:** {glue:text}`a_cost`
+
 A benchmark with the truth changes what can be said. "Looks healthy" (healthiness) and "is the
-same patient" (identity) are what a benchmark without the truth can measure, and section 3 put
-them beside the lesion's PSNR and bias, which measure whether the tissue put into the lesion is
-right; the worst cases show what a wrong one looks like. On real scans only identity and healthiness are available; read them knowing what they
-cannot see.
+same patient" (identity) are what a benchmark without the truth can measure; section 3 put them
+beside the lesion's PSNR and bias, which measure whether the tissue put into the lesion is right,
+and section 5 showed what a wrong one looks like. On real scans there is no true healthy image:
+identity, healthiness and, where lesions were outlined, the difference map as a detector are all
+that can be scored. The rule of section 2 shows what they cannot see.
 
 ## Exercises
 
