@@ -168,6 +168,10 @@ def test_bad_default_data_options_are_refused_before_any_phantom_is_made(tmp_pat
     ("cyclegan", ["--set", "generator=unet", "--set", "unet_downs=6"],
      r"error: .*tiny\.npz: images of 32x32 do not suit cyclegan: the U-Net generator with unet_downs=6 needs sides "
      r"divisible by 64"),
+    ("cyclegan", ["--set", "d_downs=5"],
+     r"error: .*tiny\.npz: images of 32x32 do not suit cyclegan: the ResNet generator needs sides divisible by 4 "
+     r"and the discriminator with d_downs=5 needs at least 64"),
+    ("antgan", ["--set", "d_downs=0"], r"error: antgan option d_downs: expected a whole number from 1 to 6, got 0"),
 ])
 def test_bad_options_of_other_methods(tiny_prepared, tmp_path, cli, method, args, message):
     assert_error(cli("train", method, "--preset", "fast", "--data", tiny_prepared, "--steps", 1,

@@ -60,6 +60,23 @@ def test_patchgan_matches_antgan_table_3():
     assert n_params(ref) == conv(4, 1, 64) + conv(4, 64, 128) + conv(4, 128, 256) + conv(4, 256, 512) + conv(4, 512, 1) == 2_762_689
 
 
+def test_a_deeper_patchgan_sees_a_larger_patch():
+    torch.manual_seed(0)
+    table3, deeper = PatchGAN(ndf=8).eval(), PatchGAN(ndf=8, n_down=4).eval()
+    assert deeper(torch.zeros(1, 1, 128, 128)).shape == (1, 1, 8, 8)
+    assert [k for k in table3.state_dict()] == [k for k in PatchGAN(ndf=8, n_down=3).state_dict()]
+    # the receptive field is the convolutions' (instance norm's statistics reach everywhere): drop the norms
+    local = lambda d: torch.nn.Sequential(*[m for m in d.body if not isinstance(m, torch.nn.InstanceNorm2d)])  # noqa: E731
+    x = torch.randn(1, 1, 128, 128)
+    far = x.clone()
+    far[..., 100, 100] += 10.0                             # 60 px from the score of the patch around (40, 40)
+    d3 = (local(table3)(far) - local(table3)(x)).abs()[0, 0]   # 16x16 map: cell (5, 5) is centred near (40, 40)
+    d4 = (local(deeper)(far) - local(deeper)(x)).abs()[0, 0]   # 8x8 map: cell (2, 2)
+    assert d3[5, 5] == 0 and d4[2, 2] > 0                  # only the deeper critic's patch reaches 60 px away
+    with pytest.raises(ValueError, match="n_down"):
+        PatchGAN(n_down=0)
+
+
 def test_unet_8_down_8_up():
     u = UnetGenerator(num_downs=8)
     assert len(u.down) == 8 and len(u.up) == 8

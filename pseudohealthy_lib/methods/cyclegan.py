@@ -21,6 +21,8 @@ or lesion masks drawn as images), with the switches the book's chapters need:
 * ``healthy``: domain B's healthy slices are the data's lesion-free slices (``'slices'``), those of
   other subjects at the level of each lesion slice (``'level'``: any registered data), or, on
   phantoms, the healthy twins of other subjects' lesion slices (``'twins'``: same anatomical levels);
+* ``d_downs``: the PatchGAN critics' stride-2 convolutions (Table III: 3, a 70x70 patch per
+  score; 4 sees 142x142, more of the anatomy around a lesion);
 * ``init`` and ``dropout``: the reference implementation's N(0, 0.02) initialisation and no
   dropout (its CycleGAN default), see :func:`~pseudohealthy_lib.networks.generators.init_weights`.
 
@@ -43,7 +45,7 @@ from .base import ImagePool, Translator, register
 class CycleGAN(Translator):
     name = "cyclegan"
     defaults = {
-        "generator": "resnet", "ngf": 64, "n_blocks": 9, "unet_downs": 7, "ndf": 64,
+        "generator": "resnet", "ngf": 64, "n_blocks": 9, "unet_downs": 7, "ndf": 64, "d_downs": 3,
         "upsample": "transpose", "shortcut": False,
         "lambda_cc": 10.0, "lambda_id": 0.0, "lambda_am": 0.0, "am_dilate": 0, "lambda_paste": 0.0, "paste_dilate": 0,
         "use_ac": True, "use_nc": True, "bidirectional": None,   # None: on when a cycle term is on
@@ -55,7 +57,7 @@ class CycleGAN(Translator):
     choices = {"generator": ("resnet", "unet"), "upsample": ("transpose", "resize"), "gan_mode": ("lsgan", "vanilla"),
                "domain_b": ("healthy", "mask"), "healthy": ("slices", "twins", "level"), "bidirectional": (None, True, False),
                "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
-    ranges = {"ngf": (1, None), "n_blocks": (0, None), "unet_downs": (1, None), "ndf": (1, None), "pool_size": (0, None),
+    ranges = {"ngf": (1, None), "n_blocks": (0, None), "unet_downs": (1, None), "ndf": (1, None), "d_downs": (1, 6), "pool_size": (0, None),
               "lambda_cc": (0, None), "lambda_id": (0, None), "lambda_am": (0, None), "am_dilate": (0, None), "lambda_paste": (0, None), "paste_dilate": (0, None),
               "init_gain": (0, None), "dropout": (0, 0.9)}
 
@@ -70,9 +72,9 @@ class CycleGAN(Translator):
         if o["lambda_paste"] and o["domain_b"] != "healthy":
             raise OptionError(f"lambda_paste pastes lesions over healthy slices: it needs domain_b='healthy', "
                               f"not {o['domain_b']!r}")
-        nets = {"G_AB": self._generator(o["shortcut"]), "D_B": PatchGAN(1, o["ndf"])}
+        nets = {"G_AB": self._generator(o["shortcut"]), "D_B": PatchGAN(1, o["ndf"], n_down=o["d_downs"])}
         if o["bidirectional"]:
-            nets |= {"G_BA": self._generator(False), "D_A": PatchGAN(1, o["ndf"])}
+            nets |= {"G_BA": self._generator(False), "D_A": PatchGAN(1, o["ndf"], n_down=o["d_downs"])}
         self.nets = nn.ModuleDict({k: init_weights(v, o["init"], o["init_gain"]) for k, v in nets.items()})
         self.pools = {k: ImagePool(o["pool_size"], seed=cfg.seed + i) for i, k in enumerate(("A", "B"))}
 
@@ -91,10 +93,11 @@ class CycleGAN(Translator):
         o = self.opt
         unet = o["generator"] == "unet"
         need = 2 ** o["unet_downs"] if unet else 4        # the generator's down- and upsamplings
-        if side % need or side < 16:                       # 16: the PatchGAN's smallest input
+        least = 2 ** (o["d_downs"] + 1)                    # the PatchGAN's smallest input (16 for Table III's)
+        if side % need or side < least:
             gen = f"the U-Net generator with unet_downs={o['unet_downs']}" if unet else "the ResNet generator"
             raise OptionError(f"images of {side}x{side} do not suit {self.name}: {gen} needs sides divisible by "
-                              f"{need} and the discriminator needs at least 16")
+                              f"{need} and the discriminator with d_downs={o['d_downs']} needs at least {least}")
 
     # -- engine interface
     def trained_with(self):

@@ -23,20 +23,26 @@ class PatchGAN(nn.Module):
     The 4x4 stride-1 convs use asymmetric padding (1 before, 2 after) so that they keep the
     30x30 size the table lists. No sigmoid: the least-squares loss regresses the raw scores.
     ``conv4_width`` overrides Conv4's width (Table III: 4*ndf; the pix2pix / CycleGAN reference's
-    70x70 PatchGAN: 8*ndf).
+    70x70 PatchGAN: 8*ndf). ``n_down`` is the number of stride-2 convs (Table III: 3, a 70x70
+    receptive field); each one more halves the score map and roughly doubles the patch a score
+    sees (4: 142x142), widths doubling up to 8*ndf as in pix2pix's ``n_layers``.
     """
 
-    def __init__(self, in_ch: int = 1, ndf: int = 64, conv4_width: int | None = None):
+    def __init__(self, in_ch: int = 1, ndf: int = 64, conv4_width: int | None = None, n_down: int = 3):
         super().__init__()
+        if n_down < 1:
+            raise ValueError(f"PatchGAN: n_down must be at least 1, got {n_down}")
         w4 = conv4_width or 4 * ndf
         lrelu = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
         same = lambda: nn.ZeroPad2d((1, 2, 1, 2))  # noqa: E731
-        self.body = nn.Sequential(
-            nn.Conv2d(in_ch, ndf, 4, 2, 1), lrelu(),                                   # Conv1
-            nn.Conv2d(ndf, 2 * ndf, 4, 2, 1), _norm(2 * ndf), lrelu(),                 # Conv2
-            nn.Conv2d(2 * ndf, 4 * ndf, 4, 2, 1), _norm(4 * ndf), lrelu(),             # Conv3
-            same(), nn.Conv2d(4 * ndf, w4, 4, 1), _norm(w4), lrelu(),                  # Conv4
-            same(), nn.Conv2d(w4, 1, 4, 1))                                            # Conv5
+        layers, w = [nn.Conv2d(in_ch, ndf, 4, 2, 1), lrelu()], ndf                 # Conv1
+        for k in range(1, n_down):                                                 # Conv2, Conv3 (, ...)
+            w_next = ndf * min(2 ** k, 8)
+            layers += [nn.Conv2d(w, w_next, 4, 2, 1), _norm(w_next), lrelu()]
+            w = w_next
+        layers += [same(), nn.Conv2d(w, w4, 4, 1), _norm(w4), lrelu(),             # Conv4
+                   same(), nn.Conv2d(w4, 1, 4, 1)]                                 # Conv5
+        self.body = nn.Sequential(*layers)
 
     def forward(self, x):
         return self.body(x)
