@@ -165,7 +165,7 @@ detector (AUPRC and the optimistic ⌈Dice⌉). Reference rows come first: doing
 inpainting given the true mask widened by 2 pixels (a lesion's edge blurs into the tissue around
 it, so the widened mask also replaces that halo, which is why inpainting's healthy-tissue PSNR,
 scored outside the unwidened mask, is below the ceiling), and the image intensity used as a
-lesion detector. The oracle is
+lesion detector (that row, and the detection columns, are in the second table below). The oracle is
 not perfect everywhere: a lesion pushes and brightens the tissue around it beyond its label, so
 even the true healthy image differs from the input outside the mask (its identity and its
 healthy-tissue PSNR are below the ceiling). Each slice's PSNR is capped at {glue:text}`ceiling` dB,
