@@ -335,11 +335,11 @@ lesion = rng.random((20, 32, 32)) < 0.05
 maps = {"perfect": lesion + 0.1 * rng.random(lesion.shape), "random": rng.random(lesion.shape),
         "inverted": ~lesion + 0.1 * rng.random(lesion.shape)}
 print({k: round(metrics.detection(m, lesion)["auprc"], 2) for k, m in maps.items()}, f"share of lesion pixels {lesion.mean():.2f}")
-g = sets["glioma"]
-glue("share", f"{(g.masks > 0)[metrics.tissue_mask(g.images.astype(np.float32))].mean():.1%}", display=False)
 """, check=True)
 
 code(r"""
+g = sets["glioma"]
+glue("share", f"{(g.masks > 0)[metrics.tissue_mask(g.images.astype(np.float32))].mean():.1%}", display=False)
 curves = B.pr_curves({k: v for k, v in kept.items() if not glioma.loc[k, "given the mask"]}, sets["glioma"])
 auprc = glioma["auprc"].astype(float)                       # the table's: the mean over seeds
 fig, ax = plt.subplots(figsize=(5.5, 4.2))
