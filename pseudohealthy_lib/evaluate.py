@@ -301,7 +301,7 @@ def score_translation(x, y, masks, subjects, labels, truth=None, judge=None, thr
             per["ssim_tissue"][i] = M.ssim(y[i], x[i], keep)
             if truth is not None:
                 f = M.lesion_fidelity(y[i], truth[i], x[i], m)
-                for k in ("psnr", "ssim", "mae", "bias"):
+                for k in ("ssim", "mae", "bias"):
                     per[f"{k}_lesion"][i] = f[k]
                 per["psnr_lesion"][i] = min(f["psnr"], PSNR_CEILING)
         elif tissue[i].any():
