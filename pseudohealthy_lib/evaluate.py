@@ -25,7 +25,8 @@ deviation over subjects and a 95 % bootstrap interval over subjects (:func:`summ
 :func:`paired_test` compares two results subject by subject (Wilcoxon signed-rank).
 :func:`compute_references` computes the reference rows every table shows: doing nothing, the oracle
 (the true healthy image, phantoms only), classical inpainting given the true mask, and, for
-detection, thresholding the image intensity itself.
+detection, thresholding the image intensity itself. :func:`critic_scores` asks a GAN's trained
+critic (from its run folder) how much of its verdict a perfect removal of the lesion would change.
 """
 from __future__ import annotations
 
@@ -733,15 +734,85 @@ def reference_rows(result: dict) -> dict:
     return {labels.get(k, k): v for k, v in result.get("references", {}).items()}
 
 
+@torch.no_grad()
+def critic_scores(model, data, split: str = "test", batch_size: int = 16) -> dict:
+    """What a translator's trained healthy-image critic (``model.critic``, e.g. ANT-GAN's D_B)
+    makes of four sets of slices of ``split``: its lesion-free slices (``healthy``: the real
+    healthy images it was trained to accept), its lesion slices as they are (``inputs``), the
+    translator's outputs for them (``outputs``) and, on a phantom, their true healthy images
+    (``truth``). Each is the mean score (least squares: 1 = real, 0 = fake); for the lesion
+    slices also over the score-map cells that lie on the lesion (``*_on_lesion``: the mask
+    max-pooled to the map's grid) and the others (``*_off_lesion``).
+
+    ``removal_share`` = (truth - inputs) / (healthy - inputs) is how much of the critic's gap
+    between the two domains a *perfect* removal of the lesion closes: near 1, the critic judges
+    the lesion; near 0, it tells the domains apart by something else (the slice's level, mass
+    effect, intensity scale), and the adversarial loss gives the generator little reason to
+    remove the lesion. ``output_share`` is the same for the translator's outputs (None without
+    a gap to close, or without truth)."""
+    import torch.nn.functional as F
+
+    from .data import load_prepared
+    from .utils import OptionError
+
+    if isinstance(data, (str, Path)):
+        data = load_prepared(data)
+    model = load_model(model)
+    critic = getattr(model, "critic", None)
+    if critic is None:
+        raise OptionError(f"{getattr(model, 'name', type(model).__name__)}: no trained critic to score with (a zoo "
+                          "model keeps only its generators: load its training run folder or checkpoint instead)")
+    dev = _device(model)
+    sick, well = _split(data, split, 1), _split(data, split, 0)
+    if not len(sick) or not len(well):
+        raise OptionError(f"split '{split}' needs slices with and without lesions to score a critic "
+                          f"(it has {len(sick)} and {len(well)})")
+
+    def scores(images01: np.ndarray, masks: np.ndarray | None = None, translate: bool = False) -> dict:
+        total, on, off = [], [], []
+        for s in range(0, len(images01), batch_size):
+            x = pp.to_tanh_range(torch.from_numpy(images01[s:s + batch_size])[:, None]).to(dev)
+            if translate:
+                x = model.translate(x)
+            p = critic(x).float()
+            total.append(p.flatten(1).mean(1).cpu())
+            if masks is not None and p.dim() == 4:
+                m = torch.from_numpy(np.asarray(masks[s:s + batch_size], np.float32))[:, None].to(dev)
+                cells = F.adaptive_max_pool2d(m, p.shape[-2:]) > 0
+                on.append(p[cells].cpu())
+                off.append(p[~cells].cpu())
+        out = {"": torch.cat(total).mean().item()}
+        if on:
+            on, off = torch.cat(on), torch.cat(off)
+            out |= {"_on_lesion": on.mean().item() if len(on) else None, "_off_lesion": off.mean().item() if len(off) else None}
+        return out
+
+    x, masks = _stack(data.images, sick), data.masks[sick]
+    with eval_mode(model):
+        res = {"healthy": scores(_stack(data.images, well))[""]}
+        sets = {"inputs": (x, False), "outputs": (x, True)}
+        if data.has_ground_truth:
+            sets["truth"] = (_stack(data.healthy, sick), False)
+        for name, (images, translate) in sets.items():
+            res |= {name + k: v for k, v in scores(images, masks, translate).items()}
+    gap = res["healthy"] - res["inputs"]
+    for key, name in (("removal_share", "truth"), ("output_share", "outputs")):
+        res[key] = (res[name] - res["inputs"]) / gap if name in res and abs(gap) > 1e-6 else None
+    return res
+
+
 def manifest_metrics(model, data, device="cpu") -> dict:
     """What a manifest stores as ``metrics``: :func:`~pseudohealthy_lib.evaluate.evaluate` on the
     test split of ``data`` (translators judged by the zoo's judge of their phantom's lesion,
     :func:`~pseudohealthy_lib.zoo.judge_name`, when it is there), as JSON, without the per-metric
-    uncertainty."""
+    uncertainty; a translator that still has its trained critic adds what the critic makes of
+    the inputs, the outputs and the truth (:func:`critic_scores`)."""
     name = zoo.judge_name(model.cfg.lesion, model.cfg.modality) if getattr(model, "pseudo_healthy", False) else None
     judge = zoo.load_pretrained(name, device) if name in zoo.available() else None
     res = to_json(evaluate(model, data, "test", segmentor=judge))
     res.pop("uncertainty", None)
+    if getattr(model, "critic", None) is not None and getattr(model, "pseudo_healthy", False):
+        res["critic"] = critic_scores(model, data, "test")      # only a training run still has its critic
     return res
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from pseudohealthy_lib import presets, zoo                                    # noqa: E402
 from pseudohealthy_lib.data import default, load_prepared                 # noqa: E402
 from pseudohealthy_lib.engine import CHECKPOINT, TrainConfig, Trainer, git_commit, hardware, read_checkpoint  # noqa: E402
-from pseudohealthy_lib.evaluate import compute_references, evaluate, load_model, own_map   # noqa: E402
+from pseudohealthy_lib.evaluate import compute_references, critic_scores, evaluate, load_model, own_map   # noqa: E402
 from pseudohealthy_lib.methods import get_method                          # noqa: E402
 from pseudohealthy_lib.utils import append_records                          # noqa: E402
 
@@ -74,11 +74,14 @@ def score(name: str, model, cfg, seconds: float) -> dict:
     data = selection_data(cfg.size, cfg.lesion, cfg.modality)
     res = evaluate(model, data, split="all",
                    segmentor=load_model(zoo.judge_name(cfg.lesion, cfg.modality)))
+    if getattr(model, "critic", None) is not None:
+        res["critic"] = critic_scores(model, data, "all")
     return {"name": name, "method": cfg.method, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "size": cfg.size, "lesion": cfg.lesion, **({"modality": cfg.modality} if cfg.modality != "flair" else {}), "options": cfg.options, "version": cfg.version, "train_seconds": round(seconds),
             "selection_phantom": {"seed": SELECTION_SEED, "subjects": SELECTION_SUBJECTS},
             "hardware": hardware(), "git_commit": git_commit(),
-            **{k: res[k] for k in KEYS if isinstance(res.get(k), (int, float))}, **own_map_scores(model, data)}
+            **{k: res[k] for k in KEYS if isinstance(res.get(k), (int, float))}, **own_map_scores(model, data),
+            **({"critic": res["critic"]} if "critic" in res else {})}
 
 
 def own_map_scores(model, data) -> dict:

@@ -542,3 +542,52 @@ def test_one_untouched_slice_does_not_make_the_mean_psnr_infinite():
     lesion = r.per_slice["psnr_lesion"]                             # the first slice's lesion equals the truth
     assert lesion[0] == E.PSNR_CEILING and np.isfinite(lesion[1]) and lesion[1] < 40
     assert r["psnr_lesion"] == pytest.approx(lesion.mean())
+
+
+class _WithCritic(torch.nn.Module):
+    """A translator with a hand-made critic: ``score(x)`` (images in [-1, 1]) -> a score map."""
+
+    def __init__(self, score, translate=lambda x: x):
+        super().__init__()
+        self.score, self._translate, self.name = score, translate, "hand-made"
+        self.critic = lambda x: score(x)
+
+    def translate(self, x):
+        return self._translate(x)
+
+
+def test_critic_scores_tell_a_lesion_critic_from_an_anatomy_critic(tiny_prepared):
+    data = load_prepared(tiny_prepared)
+    # a critic that only looks at the lesion: every pixel brighter than healthy FLAIR tissue costs it
+    lesion_critic = _WithCritic(lambda x: 1 - ((pp.from_tanh_range(x) - 0.75) * 4).clamp(0, 1))
+    r = E.critic_scores(lesion_critic, data, "all")
+    assert r["inputs"] < r["healthy"] and r["inputs_on_lesion"] < r["inputs_off_lesion"]
+    assert r["removal_share"] > 0.8                  # a perfect removal closes (almost) the whole gap
+    assert r["output_share"] == pytest.approx(0.0)   # handing the input back closes none of it
+    # a critic that only looks at how much of the slice is head (the slice's level): removing
+    # the lesion changes nothing for it, however well it is done
+    anatomy_critic = _WithCritic(lambda x: (x > -0.98).float().mean((1, 2, 3), keepdim=True))
+    r = E.critic_scores(anatomy_critic, data, "all")
+    assert abs(r["healthy"] - r["inputs"]) > 0.01    # lesion slices lie at other levels
+    assert r["removal_share"] == pytest.approx(0.0, abs=0.05) and "inputs_on_lesion" in r
+    # a brightness-capping translator closes part of the lesion critic's gap, as scored
+    capped = _WithCritic(lesion_critic.score, translate=lambda x: x.clamp(max=pp.to_tanh_range(torch.tensor(0.75))))
+    assert E.critic_scores(capped, data, "all")["output_share"] > 0.8
+
+
+def test_critic_scores_need_a_trained_critic_and_both_kinds_of_slice(tiny_prepared):
+    from pseudohealthy_lib import presets
+    from pseudohealthy_lib.methods import get_method
+
+    cfg = presets.config("antgan", "fast", size=32, options={"n_blocks": 1})
+    m = get_method("antgan")(cfg)
+    assert m.critic is m.nets["D_B"]                 # a model still in training has its critic
+    m.manifest = {"name": "from the zoo"}            # a zoo model keeps only its generators
+    with pytest.raises(OptionError, match="no trained critic.*run folder"):
+        E.critic_scores(m, tiny_prepared, "test")
+    mask_cfg = presets.config("cyclegan", "fast", size=32, options={"domain_b": "mask", "n_blocks": 1})
+    assert get_method("cyclegan")(mask_cfg).critic is None       # its D_B judges masks, not healthy images
+    data = load_prepared(tiny_prepared)
+    healthy_only = data.subset(data.select(None, 0))
+    with pytest.raises(OptionError, match="needs slices with and without lesions"):
+        E.critic_scores(_WithCritic(lambda x: x), healthy_only, "all")

@@ -227,9 +227,19 @@ class Translator(Method):
     """An image-to-image method; ``translate`` maps (B, 1, H, W) in [-1, 1] to the same shape."""
 
     kind = "translator"
+    #: the network that tells real healthy slices from the translator's outputs, if it has one
+    critic_key: str | None = None
 
     def translate(self, x: torch.Tensor, direction: str = "AB") -> torch.Tensor:
         raise NotImplementedError
+
+    @property
+    def critic(self) -> nn.Module | None:
+        """The trained healthy-image critic, (B, 1, H, W) in [-1, 1] -> score map (B, 1, h, w), or
+        None: a zoo model keeps only its ``exported()`` networks, so its critic is untrained."""
+        if self.critic_key not in self.nets or getattr(self, "manifest", None) is not None:
+            return None
+        return self.nets[self.critic_key]
 
     def example_batch(self, batch_size, size, device="cpu"):
         def img():

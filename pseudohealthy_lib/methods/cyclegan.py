@@ -77,6 +77,7 @@ class CycleGAN(Translator):
             nets |= {"G_BA": self._generator(False), "D_A": PatchGAN(1, o["ndf"], n_down=o["d_downs"])}
         self.nets = nn.ModuleDict({k: init_weights(v, o["init"], o["init_gain"]) for k, v in nets.items()})
         self.pools = {k: ImagePool(o["pool_size"], seed=cfg.seed + i) for i, k in enumerate(("A", "B"))}
+        self.critic_key = "D_B" if o["domain_b"] == "healthy" else None     # D_B judges masks otherwise
 
     def _generator(self, shortcut: bool) -> nn.Module:
         o = self.opt

@@ -127,6 +127,7 @@ CRITICS = ("D_x", "D_m", "D_p")
 class PHSGAN(Translator):
     name = "phsgan"
     pseudo_healthy = True
+    critic_key = "D_x"             # real healthy slices against G's outputs, Eq. (2)
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_hh": None, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
                 "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "map_grad": 1.0, "lr_s": None,

@@ -68,7 +68,7 @@ code(r"""
 import pandas as pd
 import matplotlib.pyplot as plt
 from myst_nb import glue
-from pseudohealthy_lib import evaluate as E, explore, viz, zoo
+from pseudohealthy_lib import evaluate as E, explore, recipes, viz, zoo
 from pseudohealthy_lib.data import default, load_prepared
 
 CONTRASTS = {"FLAIR": "flair", "T1": "t1", "T1ce": "t1ce", "T2": "t2"}
@@ -271,6 +271,54 @@ handing back the input, {glue:text}`fig10_gain`; {glue:text}`fig10_gap_link`. Re
 with the table: in the faintest contrast, {glue:text}`fig10_faint`, a translator that leaves the
 lesion where it is loses little, because there was little to remove. This is why the floors
 compare each model with doing nothing *on its own contrast*.
+
+### What the critic rewards
+
+The generator removes a lesion only because the critic rewards it: the adversarial loss pushes
+$\mathcal{G}_{A2N}$ towards whatever makes $D_B$ say "real healthy slice". If $D_B$ tells the two
+domains apart by something that removing the lesion cannot change (the slice's anatomical
+level, the way a tumour pushes the ventricles aside, the image's intensity scale), then even a
+perfect removal hardly moves its verdict, and the generator, held to the input everywhere else
+by the AM loss, has little reason to try. This can be measured on the trained critic.
+`evaluate.critic_scores` gives $D_B$'s mean score (least squares: 1 means real) on the real
+healthy slices, on the lesion slices, on the model's outputs and on the lesion slices' *true*
+healthy images, which only the phantom has, and the **removal share**
+
+$$
+\rho = \frac{\bar{D}_B(\text{truth}) - \bar{D}_B(\text{inputs})}{\bar{D}_B(\text{healthy}) - \bar{D}_B(\text{inputs})}, \tag{2a}
+$$
+
+the part of the critic's gap between the domains that a perfect removal would close: near 1, the
+critic judges the lesion; near 0, it judges something else. A zoo model keeps only its
+generators, so `train` records these numbers in the manifest while the critic still exists:
+""")
+
+code(r"""
+def critic_record(names):
+    # the first of these zoo models whose manifest holds its critic's scores (written by train)
+    return next((zoo.manifest(n)["metrics"]["critic"] for n in names
+                 if n in zoo.available() and "critic" in zoo.manifest(n)["metrics"]), None)
+
+CRITIC_MODELS = {"FLAIR": recipes.seeds("antgan"), **{name: (n,) for name, n in MODELS.items() if name != "FLAIR"}}
+critics = pd.DataFrame({name: rec for name, names in CRITIC_MODELS.items() if (rec := critic_record(names))}).T
+critics[["healthy", "inputs", "outputs", "truth", "removal_share", "output_share"]].astype(float).round(3)
+""")
+
+code(r"""
+rho = critics["removal_share"].astype(float)
+blind = [n for n in rho.index if rho[n] < 0.5]
+glue("critic_verdict", (f"A perfect removal would close {', '.join(f'{n} {v:.0%}' for n, v in rho.items())} of the critic's gap. "
+     + (f"For {listed(blind)} it would close less than half: that critic separates the domains mostly by something else, "
+        f"and its model's lesion PSNR gain over doing nothing is {listed(f'{gain[n]:+.1f} dB ({n})' for n in blind)}"
+        if blind else "Every critic mostly judges the lesion")) if len(rho) else
+     "No model's manifest holds its critic's scores yet (they are written when a model is trained).", display=False)
+""", tags=["hide-input"])
+
+md(r"""
+{glue:text}`critic_verdict`. The share is measured on the critic at the end of training, on the
+test split; it describes what this critic learned, not what any critic could learn: a critic that
+only sees small patches, or healthy slices matched to the lesions' levels (`healthy='level'`),
+would be another experiment.
 
 ## 3. Liver CT (Fig. 11)
 
