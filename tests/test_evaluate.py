@@ -509,6 +509,10 @@ def test_recipe_trials_keeps_the_latest_recording_of_a_reference(tmp_path, monke
     t = E.recipe_trials("antgan", scores=("psnr_lesion", "bias_lesion"))
     assert list(t.index) == ["do nothing", "t"]                           # one row per reference ...
     assert t.loc["do nothing", "psnr_lesion"] == 9.5 and t.loc["do nothing", "bias_lesion"] == 0.3   # ... the latest
+    assert "seed" not in t.columns                                       # one trial: nothing varies
+    (tmp_path / "antgan.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, trial | {"name": "t-s1", "seed": 1}]))
+    t = E.recipe_trials("antgan")
+    assert t.loc["t", "seed"] == 0 and t.loc["t-s1", "seed"] == 1            # a trial's training seed, when trials differ
 
 
 def test_check_floors_says_no_to_doing_nothing_and_yes_to_a_good_model():
