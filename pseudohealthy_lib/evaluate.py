@@ -874,6 +874,7 @@ def recipe_trials(method: str = "antgan", scores=("psnr_lesion", "ssim_lesion", 
     import pandas as pd
 
     from .config import RECORDS_DIR
+    from .engine import TrainConfig
     from .methods import get_method
 
     path = RECORDS_DIR / f"{method}.jsonl"
@@ -884,8 +885,10 @@ def recipe_trials(method: str = "antgan", scores=("psnr_lesion", "ssim_lesion", 
     refs = list({r["name"]: r for r in rows if r["name"].startswith("reference")}.values())   # a re-run replaces
     trials = [r for r in rows if not r["name"].startswith("reference")]
     resolve = get_method(method).resolve_options      # options a trial did not set had their values of its version
-    flat = [{"batch_size": r["batch_size"], "lr": r["lr"], "size": r["size"], "seed": r.get("seed", 0), "ema": r.get("ema", 0.0),
-             "decay_from": r.get("decay_from", 0.5), **resolve(r["options"], r.get("version", 1))} for r in trials]
+    # a trial records seed, ema and decay_from only where they differ from TrainConfig's defaults
+    flat = [{"batch_size": r["batch_size"], "lr": r["lr"], "size": r["size"],
+             **{k: r.get(k, getattr(TrainConfig, k)) for k in ("seed", "ema", "decay_from")},
+             **resolve(r["options"], r.get("version", 1))} for r in trials]
     varying = [k for k in flat[0] if len({json.dumps(f.get(k)) for f in flat}) > 1] if flat else []
     table = [{"trial": r["name"].removeprefix("reference: "), **{k: "" for k in varying}, "steps": None,
               "minutes": None, **{k: r.get(k) for k in scores}} for r in refs]
