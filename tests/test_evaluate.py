@@ -595,3 +595,32 @@ def test_critic_scores_need_a_trained_critic_and_both_kinds_of_slice(tiny_prepar
     healthy_only = data.subset(data.select(None, 0))
     with pytest.raises(OptionError, match="needs slices with and without lesions"):
         E.critic_scores(_WithCritic(lambda x: x), healthy_only, "all")
+
+
+def test_recipe_search_records_references_of_the_contrast_it_is_asked_for(monkeypatch):
+    """``scripts/recipe_search.py --references METHOD t2``: doing nothing on the T2 selection phantom,
+    judged by the T2 judge, recorded as T2's (so :func:`recipe_trials` never mixes it with FLAIR's)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("recipe_search", Path(__file__).parents[1] / "scripts" / "recipe_search.py")
+    rs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rs)
+    asked, rows = {}, []
+    monkeypatch.setattr(rs, "selection_data", lambda modality="flair": asked.setdefault("data", modality) and _tiny_refs_data(modality))
+    monkeypatch.setattr(rs, "load_model", lambda name: asked.setdefault("judge", name) and None)
+    monkeypatch.setattr(rs, "append", lambda method, row: rows.append((method, row)))
+    rs.references("smile", "t2")
+    assert asked == {"data": "t2", "judge": "segmentor-phantom-t2"}
+    assert [(m, r["name"], r["modality"]) for m, r in rows] == [("smile", "reference: do nothing", "t2"),
+                                                                 ("smile", "reference: inpainting", "t2")]
+    assert rows[0][1]["psnr_lesion"] < rows[1][1]["psnr_lesion"]          # inpainting beats doing nothing
+    rows.clear()
+    asked.clear()
+    rs.references("antgan")                                               # FLAIR: no modality field, FLAIR's judge
+    assert asked["judge"] == "segmentor-phantom" and all("modality" not in r for _, r in rows)
+
+
+def _tiny_refs_data(modality):
+    from pseudohealthy_lib.data import default, load_prepared
+    return load_prepared(default.phantom_dataset(2, "glioma", seed=3, size=64, modality=modality))
