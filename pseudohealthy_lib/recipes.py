@@ -39,7 +39,7 @@ def _lesion_arg(lesion: str) -> str:
 
 
 _UNPAIRED = (" --set hh_mask=other --set lambda_paint=2 --set mask_loss=dice --set lambda_seg=0.5 --set s_prior=0.02"
-             " --val-every 100")
+             " --set lambda_selfpaste=10 --set paste_dilate=2 --val-every 100")
 
 #: The arguments of ``python -m pseudohealthy_lib train`` that make each shipped model, run
 #: with ``--out runs/NAME --export NAME``. The segmentors come first, because the others'
@@ -85,9 +85,13 @@ RECIPES = {
     # paintings, so they must look real (lambda_paint: a critic of them), be scored with Dice
     # (mask_loss), and not be drowned by the mask critic's gradient (lambda_seg 0.5 for the
     # paper's 10: measured 50-100 times the cycles' on S); S starts from a 2 % lesion prior
-    # (s_prior), and logs its Dice on the validation split (val_every). Its S works (validation
-    # Dice 0.70), but its G still keeps what S misses: lesion PSNR below doing nothing's on the
-    # fresh phantoms (records/floors.jsonl), so no unpaired model is shipped yet (issue 14)
+    # (s_prior), and logs its Dice on the validation split (val_every). Without more, its S worked
+    # (validation Dice 0.70) but its G filled lesions with dark blobs and kept what S missed (lesion
+    # PSNR below doing nothing's on the fresh phantoms, records/floors.jsonl). The unpaired analogue
+    # of the paired paste (lambda_selfpaste: a real lesion cut out with S's own map, widened by 2
+    # pixels, pasted over a healthy slice; G must give the healthy slice back) lifted it above doing
+    # nothing's and CycleGAN's there, still far below the paired models' (trial unpaired-selfpaste in
+    # records/phsgan.jsonl; floors.jsonl). Not shipped yet (issue 14)
     **{phsgan_name(setting, lesion, seed): f"phsgan --preset cpu --variant {setting}"
        + (" --set keep_map=truth --set hh_mask=paste --set paste_dilate=2" if setting == "paired" else _UNPAIRED) + _lesion_arg(lesion)
        + (f" --seed {seed}" if seed else "") for lesion in PHSGAN_LESIONS for setting in ("paired", "unpaired") for seed in (0, 1, 2)},
