@@ -93,6 +93,26 @@ def test_semi_supervised_smile_resumes_exactly_with_its_threshold(tiny_prepared,
     assert resumed.method.eps == straight.method.eps
 
 
+def test_s_history_pool_holds_image_mask_pairs_and_resumes_exactly(tiny_prepared, tmp_path):
+    """pool_size: S's term on G(I) sees past (G(I), M) pairs; the pool is part of the saved state,
+    so a run cut at step 3 and resumed writes the same history as a straight one."""
+    cfg = smile_cfg(tiny_prepared, steps=6, pool_size=8)   # 4 images a step: full after two
+    straight = Trainer(cfg, tmp_path / "a", method=SMILE, progress=False)
+    rows = straight.fit()
+    pool = straight.method.pool.images
+    assert len(pool) == 8 and all(p.shape[1] == 2 for p in pool)               # image and mask, together
+    masks = torch.cat([p[:, 1] for p in pool])
+    assert set(masks.unique().tolist()) <= {0.0, 1.0} and masks.sum() > 0      # real masks travel with their images
+    plain = Trainer(smile_cfg(tiny_prepared, steps=6), tmp_path / "c", method=SMILE, progress=False).fit()
+    assert rows[:2] == plain[:2] and rows[-1]["seg_Pn"] != plain[-1]["seg_Pn"]  # same until the pool is full
+    cut = TrainConfig(**{**cfg.to_dict(), "ckpt_every": 3})
+    Trainer(cut, tmp_path / "b", method=SMILE, progress=False).fit(steps=3)
+    resumed = Trainer(cut, tmp_path / "b", method=SMILE, progress=False)
+    assert len(resumed.method.pool.images) == 8
+    resumed.fit()
+    assert read_history(tmp_path / "a") == read_history(tmp_path / "b")
+
+
 def test_the_threshold_update_is_the_mean_confidence_of_lesion_pixels(tiny_prepared):
     m = SMILE(smile_cfg(tiny_prepared, eps_update=True))
     p = torch.tensor([[[[0.2, 0.7], [0.95, 0.4]]], [[[0.99, 0.6], [0.1, 0.3]]]])

@@ -41,7 +41,9 @@ Choices where the paper is silent, all options: ``lambda_pix`` weighs the MSE of
 paper; in [-1, 1] units an MSE is small next to a cross-entropy); ``lambda_dice`` adds a soft Dice
 of S's lesion map to each of S's terms of (2) and to (5), against the class imbalance of lesion
 pixels (0: the paper's plain CE); ``lambda_real`` adds S's cross-entropy on the real labelled
-input, CE(S(I), M) (0: the paper, where S learns from G's and R's images only). U-Nets are the
+input, CE(S(I), M) (0: the paper, where S learns from G's and R's images only); ``pool_size``
+gives S's term on G(I) in (2) a history of that many past (G(I), M) pairs (CycleGAN's image pool;
+0: the paper), so that S keeps finding the textures G used to fool it before. U-Nets are the
 pix2pix U-Net of the other chapters (``unet_downs`` levels, ``ngf`` and ``s_ngf`` base channels);
 Adam with the config's lr (the paper: 1e-4) and beta1; images in [-1, 1].
 """
@@ -56,7 +58,7 @@ from .. import losses as L
 from ..data.prepared import UnpairedDataset
 from ..networks import UnetGenerator, init_weights
 from ..utils import OptionError
-from .base import Translator, register, set_requires_grad
+from .base import ImagePool, Translator, register, set_requires_grad
 
 
 class HiddenLabels(Dataset):
@@ -89,11 +91,12 @@ class SMILE(Translator):
     name = "smile"
     pseudo_healthy = True
     defaults = {"setting": "smile", "ngf": 32, "s_ngf": 16, "unet_downs": 7, "labelled": 1.0, "eps": 0.9,
-                "eps_update": False, "lambda_pix": 1.0, "lambda_dice": 0.0, "lambda_real": 0.0,
+                "eps_update": False, "lambda_pix": 1.0, "lambda_dice": 0.0, "lambda_real": 0.0, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": ("smile", "gvs"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "s_ngf": (1, None), "unet_downs": (1, None), "labelled": (0.0, 1.0), "eps": (0.5, 1.0),
-              "lambda_pix": (0, None), "lambda_dice": (0, None), "lambda_real": (0, None), "init_gain": (0, None)}
+              "lambda_pix": (0, None), "lambda_dice": (0, None), "lambda_real": (0, None), "pool_size": (0, None),
+              "init_gain": (0, None)}
     variants = {"smile-sup": {"labelled": 1.0}, "smile-75": {"labelled": 0.75}, "smile-50": {"labelled": 0.5},
                 "gvs": {"setting": "gvs"}}
 
@@ -119,6 +122,7 @@ class SMILE(Translator):
         self.eps = float(o["eps"])
         self._conf = [0.0, 0]                 # sum and count of lesion probabilities this pass (eps_update)
         self._pass_steps = 1                  # steps per pass over the data (set by dataset())
+        self.pool = ImagePool(o["pool_size"], seed=cfg.seed)     # past (G(I), M) pairs for S (pool_size)
 
     def check_side(self, side):
         need = 2 ** self.opt["unet_downs"]
@@ -205,7 +209,8 @@ class SMILE(Translator):
             return logs
         # S: find the lesion in G's (and R's) images, Eq. (2); be sure of itself on unlabelled ones, Eq. (5)
         with ctx.autocast():
-            s_terms = {"seg_Pn": self._seg_loss(n["S"](p_n.detach()), mask)}
+            seen = self.pool.query(torch.cat([p_n.detach(), mask.to(p_n.dtype)], 1))   # the pair itself at pool_size 0
+            s_terms = {"seg_Pn": self._seg_loss(n["S"](seen[:, :1]), seen[:, 1:].float())}
             if use_r:
                 s_terms["seg_Pab"] = self._seg_loss(n["S"](p_ab.detach()), mask)
             if o["lambda_real"] or unknown.any():
@@ -248,7 +253,9 @@ class SMILE(Translator):
         return out
 
     def extra_state(self):
-        return {"eps": self.eps, "confidence": [float(self._conf[0]), int(self._conf[1])]}
+        return {"eps": self.eps, "confidence": [float(self._conf[0]), int(self._conf[1])], "pool": self.pool.state_dict()}
 
     def load_extra_state(self, state):
         self.eps, self._conf = float(state["eps"]), list(state["confidence"])
+        if "pool" in state:                                  # checkpoints written before pool_size existed have none
+            self.pool.load_state_dict(state["pool"], next(self.parameters()).device)

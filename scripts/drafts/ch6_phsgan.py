@@ -424,7 +424,7 @@ lesion out with its bright border gave {glue:text}`trial_dil`: it {glue:text}`st
 
 The `cpu` preset holds what all PHS-GAN models share. The paired recipe adds the last step,
 Eq. (1'') with the widened cut and the training-mask map of Eq. (7); the unpaired setting has no training masks for
-either, so its recipe uses Eq. (1') and $S$'s map. The two baselines are
+either, so its recipe uses Eq. (1'), $S$'s map and the term of Eq. (9) below. The two baselines are
 trained as the paper defines them, without Eqs. (6) and (7). It is one path through a large space,
 selected on one seed; the three seeds of section 5 show how much the result moves.
 """)
@@ -502,6 +502,69 @@ code(r"""
 steps_, dice_ = zip(*val)
 ax = pd.Series(dice_, index=steps_).plot(marker="o", figsize=(5, 2.6), title="phsgan-unpaired: S on the validation split")
 ax.set_xlabel("step"); ax.set_ylabel("Dice of S's map"); ax.set_ylim(0, 1);
+""")
+
+md(r"""
+### The unpaired generator: lesions it cut out itself (Eq. 9)
+
+A segmentor that finds the lesions is half of the job. With the three changes above and nothing
+more, the only lesions the unpaired $G$ is ever asked to take out towards a known answer are
+$R$'s paintings of Eq. (1'), and a generator can learn to undo a painting without learning to fill
+in the tissue a real lesion destroyed. The paired recipe's best step was a real lesion pasted over a healthy
+slice (Eq. 1''), and cutting the lesion out needs the training mask. The unpaired setting has no
+training mask, but by now it has $S$'s map. `lambda_selfpaste` cuts the lesion out of $x_p$ with
+that map, thresholded at 0.5, detached and widened by `paste_dilate` pixels, pastes it over the
+batch's healthy slice as in Eq. (1''), and asks $G$ to give the healthy slice back:
+
+$$
+x_h'' = \hat m \odot x_p + (1 - \hat m) \odot x_h, \quad \hat m = [S(x_p) > 0.5] \odot [x_h \text{ is not background}], \qquad
+\mathcal{L}_{self} = \mathbb{E}\,\lVert G(x_h'') - x_h\rVert_1 \tag{9}
+$$
+
+added with weight 10. While $S$ finds nothing, $x_h'' = x_h$ and Eq. (9) is the identity term
+(6); as $S$ learns, it becomes a removal task on real lesions with a known answer. No gradient
+reaches $S$ through the threshold, so $S$ cannot make the task easier by finding less. Each
+unpaired recipe, scored on fresh phantoms that no trial, test or chapter uses
+(`scripts/check_floors.py`; the CycleGAN baseline and doing nothing beside them):
+""")
+
+code(r"""
+import json
+from pseudohealthy_lib.config import RECORDS_DIR
+records = [json.loads(line) for line in (RECORDS_DIR / "floors.jsonl").read_text().splitlines()]
+records = [r for r in records if r.get("floors") == "phsgan" and r["phantom"].get("lesion", "glioma") == "glioma"]
+first_selfpaste = next(i for i, r in enumerate(records) if r["model"].endswith("unpaired-selfpaste"))
+LABELS = {"before Eq. (9)": lambda i, r: r["model"] == "phsgan-unpaired" and i < first_selfpaste,   # the records
+          "with Eq. (9), trial": lambda i, r: r["model"].endswith("unpaired-selfpaste"),           # are in time order
+          "with Eq. (9), shipped seed 0": lambda i, r: r["model"] == "phsgan-unpaired" and i > first_selfpaste,
+          "CycleGAN (phsgan-cyclegan)": lambda i, r: r["model"] == "phsgan-cyclegan"}
+selfpaste = pd.DataFrame({(label, r["phantom"]["seed"]): {"identity": r["identity"]["value"], "healthiness": r["healthiness"]["value"],
+                                                           "lesion PSNR": r["psnr_lesion"]["value"],
+                                                           "doing nothing": r["do_nothing"]["psnr_lesion"]}
+                          for label, keep in LABELS.items() for i, r in enumerate(records) if keep(i, r)}).T
+selfpaste.index.names = ["unpaired recipe", "phantom seed"]
+selfpaste.round(3)
+""")
+
+code(r"""
+gain = selfpaste["lesion PSNR"] - selfpaste["doing nothing"]
+before, after = gain.loc["before Eq. (9)"], gain.loc["with Eq. (9), trial"]
+glue("self_before", ", ".join(f"{v:+.1f} dB" for v in before), display=False)
+glue("self_after", ", ".join(f"{v:+.1f} dB" for v in after), display=False)
+cg = selfpaste.loc["CycleGAN (phsgan-cyclegan)"]
+trial = selfpaste.loc["with Eq. (9), trial"].loc[cg.index]
+glue("self_vs_cg", ("above CycleGAN's on identity, healthiness and lesion PSNR alike on every fresh phantom both were scored on"
+                    if (trial[["identity", "healthiness", "lesion PSNR"]] > cg[["identity", "healthiness", "lesion PSNR"]]).all().all()
+                    else "not above CycleGAN's on every metric"), display=False)
+""", tags=["hide-input"])
+
+md(r"""
+Against doing nothing, the lesion PSNR gain went from {glue:text}`self_before` without Eq. (9) to
+{glue:text}`self_after` with it (one value per fresh phantom), {glue:text}`self_vs_cg`. Compare
+it with the paired models' gain in section 5. One difference between the two removal tasks is
+built in: the paired paste cuts the lesion out with the true mask, Eq. (9) with what $S$ finds, so
+a part of a lesion that $S$ misses is never pasted and $G$ is never asked to remove it. Section 4
+shows what is left in the outputs.
 """)
 
 md(r"""
@@ -666,8 +729,6 @@ slice), recorded by `scripts/check_floors.py --floors phsgan`:
 """)
 
 code(r"""
-from pseudohealthy_lib.config import RECORDS_DIR
-import json
 ours = {n for lesion in LESIONS for names in models_of(lesion).values() for n in names}
 fresh = [r for r in map(json.loads, (RECORDS_DIR / "floors.jsonl").read_text().splitlines())
          if r.get("floors") == "phsgan" and r["model"] in ours]
@@ -691,7 +752,8 @@ phantom and {glue:text}`floors_stroke` on the stroke phantom.
   (the unpaired setting).
 * At a CPU budget the paper's losses leave $G$ free to rewrite healthy tissue; the book's recipe
   adds the identity outside the lesion (Eqs. 6 and 7) and a supervised removal task in Cycle H-H
-  (Eqs. 1' and 1''), and section 3 records what each step bought.
+  (Eqs. 1' and 1''; without masks, Eq. 9 with $S$'s own map), and section 3 records what each
+  step bought.
 * Identity and healthiness measure two halves of the job; on the phantom, the truth inside the
   lesion measures whether what was painted in is the right tissue.
 
