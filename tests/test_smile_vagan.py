@@ -185,3 +185,36 @@ def test_vagan_map_penalty_keeps_healthy_images_nearly_unchanged(tiny_prepared, 
                                                      "long_first": 0, "long_every": 0, "lambda_map": 1000.0})
     rows = Trainer(cfg, tmp_path, method=VAGAN, progress=False).fit()
     assert rows[-1]["map_l1"] < 0.25 * rows[0]["map_l1"]
+
+
+def test_am_dilate_frees_the_lesion_border_in_the_pixel_term(tiny_prepared, tmp_path):
+    """am_dilate=2: Eq. (1)'s MSE skips the lesion mask grown by 2 pixels, not the mask itself."""
+    cfg = TrainConfig(**{**smile_cfg(tiny_prepared, steps=1, am_dilate=2).to_dict(), "amp": "off"})
+    t = Trainer(cfg, tmp_path, method=SMILE, progress=False)
+    batch = t._batch(0)
+    image = torch.cat([batch["A"], batch["B"]])
+    mask = torch.cat([batch["A_mask"], torch.zeros_like(batch["A_mask"])])
+    assert batch["A_mask"].sum() > 0
+    with torch.no_grad():
+        out = t.method.nets["G"](image)
+        grown = L.anomaly_mask_loss(out, image, L.dilate(mask, 2))
+        plain = L.anomaly_mask_loss(out, image, mask)
+    row = t.fit()[0]
+    assert row["pix"] == pytest.approx(grown.item(), abs=1e-6) and abs(plain.item() - grown.item()) > 1e-4
+
+
+
+def test_paste_task_asks_g_for_the_healthy_slice_under_a_pasted_lesion(tiny_prepared, tmp_path):
+    """lambda_paste: |G(paste(I_a, M grown by paste_dilate, I_h)) - I_h|_1, weighted; refused without the term."""
+    cfg = TrainConfig(**{**smile_cfg(tiny_prepared, steps=1, lambda_paste=10.0, paste_dilate=1).to_dict(), "amp": "off"})
+    t = Trainer(cfg, tmp_path, method=SMILE, progress=False)
+    batch = t._batch(0)
+    pasted, _ = L.paste_lesion(batch["A"], batch["A_mask"], batch["B"], 1)
+    assert not torch.equal(pasted, batch["B"])                               # a lesion was pasted
+    with torch.no_grad():
+        expected = 10.0 * (t.method.nets["G"](pasted) - batch["B"]).abs().mean()
+    row = t.fit()[0]
+    assert row["paste"] == pytest.approx(expected.item(), rel=1e-5)
+    assert row["G"] == pytest.approx(row["pix"] + row["fool_S"] + row["paste"], rel=1e-5)
+    with pytest.raises(OptionError, match="paste_dilate=2 .* lambda_paste, which is off"):
+        SMILE(smile_cfg(tiny_prepared, paste_dilate=2))

@@ -38,7 +38,14 @@ the first term of (2), one stage. SMILE's Sec. 5.2 describes GVS as its own mode
 which is how it is built here.
 
 Choices where the paper is silent, all options: ``lambda_pix`` weighs the MSE of (1) (1 in the
-paper; in [-1, 1] units an MSE is small next to a cross-entropy); ``lambda_dice`` adds a soft Dice
+paper; in [-1, 1] units an MSE is small next to a cross-entropy); ``am_dilate`` widens M in that
+MSE by so many pixels (ANT-GAN's option of the same name: a lesion brightens a thin border just
+outside its label, which an MSE outside M would otherwise ask G to keep; 0: the paper);
+``lambda_paste`` adds the library's supervised removal task of the other chapters (ANT-GAN's
+Eq. P, PHS-GAN's Eq. 1''): the batch's lesion, cut out with M (widened by ``paste_dilate``
+pixels), is pasted over its healthy slice and G must give that slice back,
+L_paste = |G(paste(I_a, M, I_h)) - I_h|_1, the only term that says what tissue a lesion hides
+(0: the paper, where inside M only S's verdict reaches G); ``lambda_dice`` adds a soft Dice
 of S's lesion map to each of S's terms of (2) and to (5), against the class imbalance of lesion
 pixels (0: the paper's plain CE); ``lambda_real`` adds S's cross-entropy on the real labelled
 input, CE(S(I), M) (0: the paper, where S learns from G's and R's images only); ``pool_size``
@@ -91,11 +98,13 @@ class SMILE(Translator):
     name = "smile"
     pseudo_healthy = True
     defaults = {"setting": "smile", "ngf": 32, "s_ngf": 16, "unet_downs": 7, "labelled": 1.0, "eps": 0.9,
-                "eps_update": False, "lambda_pix": 1.0, "lambda_dice": 0.0, "lambda_real": 0.0, "pool_size": 0,
+                "eps_update": False, "lambda_pix": 1.0, "am_dilate": 0, "lambda_paste": 0.0, "paste_dilate": 0,
+                "lambda_dice": 0.0, "lambda_real": 0.0, "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": ("smile", "gvs"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "s_ngf": (1, None), "unet_downs": (1, None), "labelled": (0.0, 1.0), "eps": (0.5, 1.0),
-              "lambda_pix": (0, None), "lambda_dice": (0, None), "lambda_real": (0, None), "pool_size": (0, None),
+              "lambda_pix": (0, None), "am_dilate": (0, None), "lambda_paste": (0, None), "paste_dilate": (0, None),
+              "lambda_dice": (0, None), "lambda_real": (0, None), "pool_size": (0, None),
               "init_gain": (0, None)}
     variants = {"smile-sup": {"labelled": 1.0}, "smile-75": {"labelled": 0.75}, "smile-50": {"labelled": 0.5},
                 "gvs": {"setting": "gvs"}}
@@ -106,6 +115,9 @@ class SMILE(Translator):
         if o["setting"] == "gvs" and o["labelled"] < 1:
             raise OptionError(f"smile option labelled={o['labelled']}: GVS (setting='gvs') is supervised; "
                               "it has no confidence enhancer to learn from unlabelled slices")
+        if o["paste_dilate"] and not o["lambda_paste"]:
+            raise OptionError(f"smile option paste_dilate={o['paste_dilate']} widens the cut of the pasted lesions "
+                              "of lambda_paste, which is off")
         return o
 
     def __init__(self, cfg):
@@ -192,8 +204,12 @@ class SMILE(Translator):
                 p_n = n["G"](image)
             terms = {}
             if train_g:                                                            # Eq. (1)
-                terms["pix"] = o["lambda_pix"] * L.anomaly_mask_loss(p_n.float(), image, mask)   # ANT-GAN's Eq. (2)
+                free = L.dilate(mask, o["am_dilate"])                             # where G may change the image
+                terms["pix"] = o["lambda_pix"] * L.anomaly_mask_loss(p_n.float(), image, free)   # ANT-GAN's Eq. (2)
                 terms["fool_S"] = self._seg_loss(n["S"](p_n), torch.zeros_like(mask))
+                if o["lambda_paste"]:                                              # a lesion with a known answer
+                    pasted = L.paste_lesion(batch["A"], mask[:len(batch["A"])], batch["B"], o["paste_dilate"])[0]
+                    terms["paste"] = o["lambda_paste"] * L.cycle_loss(n["G"](pasted).float(), batch["B"])
             if use_r:
                 p_ab = self.reconstruct(p_n if stage == "all" else p_n.detach(), mask)
                 if train_r:                                                        # Eq. (3) and R's side of Fig. 2c
