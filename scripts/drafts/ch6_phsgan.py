@@ -336,8 +336,8 @@ md(r"""
 
 The paper trains its full-size networks for a long time on a GPU; the `cpu` preset has to reach
 the book's floors (section 5) in under half an hour on two CPU cores. Each trial below trained
-the paired setting once on the book's phantom and was scored on every slice of the selection
-phantom (seed 7, 20 subjects), which no chapter and no test uses. Besides the scores of section 5,
+PHS-GAN once on the book's phantom (in the paired setting, unless its `setting` column says
+otherwise) and was scored on every slice of the selection phantom (seed 7, 20 subjects), which no chapter and no test uses. Besides the scores of section 5,
 the table shows PSNR over healthy tissue and the checkerboard ratio of chapter 3 (about 1: no
 periodic texture in the changes to healthy tissue). The two reference rows need no training:
 doing nothing, and an inpainting given the *true* mask (chapter 1), a yardstick for how much of
