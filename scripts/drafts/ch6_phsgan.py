@@ -461,7 +461,7 @@ ratio = pull.loc["gan_S"] / pull.drop(index="gan_S").sum()
 glue("pull_paper", f"{ratio.iloc[0]:.0f}", display=False)
 glue("pull_ours", f"{ratio.iloc[1]:.1f}", display=False)
 unp = zoo.load_pretrained("phsgan-unpaired")
-val = [(h["step"], h["val_s_dice"]) for h in unp.manifest["history"] if "val_s_dice" in h]
+val = [(h["step"], h["val_s_dice"]) for h in unp.manifest["validation"]]
 glue("unp_dice_300", f"{dict(val).get(300, float('nan')):.2f}", display=False)
 glue("unp_dice_end", f"{val[-1][1]:.2f}", display=False)
 """, tags=["hide-input"])
