@@ -91,7 +91,7 @@ RECIPES = {
     # of the paired paste (lambda_selfpaste: a real lesion cut out with S's own map, widened by 2
     # pixels, pasted over a healthy slice; G must give the healthy slice back) lifted it above doing
     # nothing's and CycleGAN's there, still far below the paired models' (trial unpaired-selfpaste in
-    # records/phsgan.jsonl; floors.jsonl). Not shipped yet (issue 14)
+    # records/phsgan.jsonl; floors.jsonl). The glioma models are shipped; the stroke ones not yet (issue 14)
     **{phsgan_name(setting, lesion, seed): f"phsgan --preset cpu --variant {setting}"
        + (" --set keep_map=truth --set hh_mask=paste --set paste_dilate=2" if setting == "paired" else _UNPAIRED) + _lesion_arg(lesion)
        + (f" --seed {seed}" if seed else "") for lesion in PHSGAN_LESIONS for setting in ("paired", "unpaired") for seed in (0, 1, 2)},

@@ -11,7 +11,7 @@ Not in the book yet (issue 15). What it still needs before it can be executed:
   table restricted to what exists, saying why;
 * Table 3's study (``downstream.run_study('smile-augmentation')``: a lesion segmentor trained with
   none / pseudo-normal / pseudo-abnormal / both, repeated over seeds), not written yet.
-* room in the zoo (150 MB, 124 MB used): a SMILE model at the trials' widths (three U-Nets of
+* room in the zoo (150 MB, 131 MB used): a SMILE model at the trials' widths (three U-Nets of
   ngf 16 / s_ngf 16, 7 levels, 2.6 M parameters each) is ~16 MB in fp16, so seven of them do not
   fit; narrower or shallower U-Nets (measured), and the ANT-GAN ablation variants retrained at the
   current recipe's width (#12; they are 8 MB each now), make the room.
