@@ -44,7 +44,7 @@ outside its label, which an MSE outside M would otherwise ask G to keep; 0: the 
 ``lambda_paste`` adds the library's supervised removal task of the other chapters (ANT-GAN's
 Eq. P, PHS-GAN's Eq. 1''): the batch's lesion, cut out with M (widened by ``paste_dilate``
 pixels), is pasted over its healthy slice and G must give that slice back,
-L_paste = |G(paste(I_a, M, I_h)) - I_h|_1, the only term that says what tissue a lesion hides
+``L_paste = |G(paste(I_a, M, I_h)) - I_h|_1``, the only term that says what tissue a lesion hides
 (0: the paper, where inside M only S's verdict reaches G); ``lambda_dice`` adds a soft Dice
 of S's lesion map to each of S's terms of (2) and to (5), against the class imbalance of lesion
 pixels (0: the paper's plain CE); ``lambda_real`` adds S's cross-entropy on the real labelled
