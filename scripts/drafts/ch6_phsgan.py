@@ -531,8 +531,9 @@ unpaired recipe, scored on fresh phantoms that no trial, test or chapter uses
 code(r"""
 import json
 from pseudohealthy_lib.config import RECORDS_DIR
-records = [json.loads(line) for line in (RECORDS_DIR / "floors.jsonl").read_text().splitlines()]
-records = [r for r in records if r.get("floors") == "phsgan" and r["phantom"].get("lesion", "glioma") == "glioma"]
+floor_records = [r for r in map(json.loads, (RECORDS_DIR / "floors.jsonl").read_text().splitlines())   # section 5 too
+                 if r.get("floors") == "phsgan"]
+records = [r for r in floor_records if r["phantom"].get("lesion", "glioma") == "glioma"]
 first_selfpaste = next(i for i, r in enumerate(records) if r["model"].endswith("unpaired-selfpaste"))
 LABELS = {"before Eq. (9)": lambda i, r: r["model"] == "phsgan-unpaired" and i < first_selfpaste,   # the records
           "with Eq. (9), trial": lambda i, r: r["model"].endswith("unpaired-selfpaste"),           # are in time order
@@ -730,8 +731,7 @@ slice), recorded by `scripts/check_floors.py --floors phsgan`:
 
 code(r"""
 ours = {n for lesion in LESIONS for names in models_of(lesion).values() for n in names}
-fresh = [r for r in map(json.loads, (RECORDS_DIR / "floors.jsonl").read_text().splitlines())
-         if r.get("floors") == "phsgan" and r["model"] in ours]
+fresh = [r for r in floor_records if r["model"] in ours]
 fresh = {(r["model"], r["phantom"].get("lesion", "glioma"), r["phantom"]["seed"]):       # the latest record of each
          {**{k: r[k]["value"] for k in PHSGAN_FLOORS}, "do nothing PSNR": r["do_nothing"]["psnr_lesion"],
           "floors met": sum(r[k]["passes"] for k in PHSGAN_FLOORS)} for r in fresh}
