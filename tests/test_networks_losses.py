@@ -6,6 +6,7 @@ import torch
 
 from pseudohealthy_lib import losses as L
 from pseudohealthy_lib.networks import PatchGAN, ResnetGenerator, UnetGenerator
+from pseudohealthy_lib.networks.generators import _up
 
 
 def conv(k, cin, cout):
@@ -90,6 +91,25 @@ def test_unet_8_down_8_up():
     with pytest.raises(ValueError, match="divisible by 256"):
         u(torch.zeros(1, 1, 240, 240))
     assert UnetGenerator(num_downs=7)(torch.zeros(1, 1, 128, 128)).shape == (1, 1, 128, 128)
+
+
+def test_resize_upsampling_cannot_print_a_checkerboard():
+    """A flat input through a stride-2 transposed conv with random weights comes out with a 2-pixel
+    period (each output parity sees other kernel taps); through resize + conv it stays flat."""
+    torch.manual_seed(0)
+    flat = torch.ones(1, 4, 8, 8)
+    for kernel in (3, 4):
+        y = torch.nn.Sequential(*_up(4, 1, "transpose", kernel))(flat)[0, 0, 2:-2, 2:-2]
+        assert y.shape == (12, 12) and (y[0::2, 0::2] - y[1::2, 1::2]).abs().min() > 1e-4
+    y = torch.nn.Sequential(*_up(4, 1, "resize"))(flat)[0, 0]
+    assert y.shape == (16, 16) and torch.allclose(y, y[0, 0].expand_as(y), atol=1e-6)
+    u = UnetGenerator(num_downs=5, ngf=4, upsample="resize")
+    assert u(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in u.modules())
+    plain = UnetGenerator(num_downs=5, ngf=4)
+    assert [k for k in plain.state_dict()][-2:] == ["up.4.1.weight", "up.4.1.bias"]   # checkpoints' keys unchanged
+    with pytest.raises(ValueError, match="unknown upsampling 'bilinear'"):
+        UnetGenerator(num_downs=5, upsample="bilinear")
 
 
 def test_lsgan_and_vanilla_gan_losses():

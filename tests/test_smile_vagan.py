@@ -218,3 +218,20 @@ def test_paste_task_asks_g_for_the_healthy_slice_under_a_pasted_lesion(tiny_prep
     assert row["G"] == pytest.approx(row["pix"] + row["fool_S"] + row["paste"], rel=1e-5)
     with pytest.raises(OptionError, match="paste_dilate=2 .* lambda_paste, which is off"):
         SMILE(smile_cfg(tiny_prepared, paste_dilate=2))
+
+
+def test_fool_weight_and_resize_upsampling_of_g_and_r(tiny_prepared, tmp_path):
+    """lambda_fool weighs Eq. (1)'s cross-entropy; upsample='resize' rebuilds G and R (not S) without transposed convs."""
+    cfg = TrainConfig(**{**smile_cfg(tiny_prepared, steps=1, lambda_fool=0.25, upsample="resize").to_dict(), "amp": "off"})
+    t = Trainer(cfg, tmp_path, method=SMILE, progress=False)
+    kinds = {k: {type(m) for m in net.modules()} for k, net in t.method.nets.items()}
+    assert nn.ConvTranspose2d not in kinds["G"] | kinds["R"] and nn.Upsample in kinds["G"] & kinds["R"]
+    assert nn.ConvTranspose2d in kinds["S"]
+    batch = t._batch(0)
+    image = torch.cat([batch["A"], batch["B"]])
+    with torch.no_grad():
+        logits = t.method.nets["S"](t.method.nets["G"](image))
+        unweighted = L.segmentation_loss(logits.float(), torch.zeros_like(logits[:, :1]), 0.0)
+    row = t.fit()[0]
+    assert row["fool_S"] == pytest.approx(0.25 * unweighted.item(), rel=1e-5)
+    assert row["G"] == pytest.approx(row["pix"] + row["fool_S"], rel=1e-5)

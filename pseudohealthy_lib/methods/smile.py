@@ -50,8 +50,11 @@ of S's lesion map to each of S's terms of (2) and to (5), against the class imba
 pixels (0: the paper's plain CE); ``lambda_real`` adds S's cross-entropy on the real labelled
 input, CE(S(I), M) (0: the paper, where S learns from G's and R's images only); ``pool_size``
 gives S's term on G(I) in (2) a history of that many past (G(I), M) pairs (CycleGAN's image pool;
-0: the paper), so that S keeps finding the textures G used to fool it before. U-Nets are the
-pix2pix U-Net of the other chapters (``unet_downs`` levels, ``ngf`` and ``s_ngf`` base channels);
+0: the paper), so that S keeps finding the textures G used to fool it before; ``lambda_fool``
+weighs (1)'s cross-entropy, the only term of (1) inside M (1: the paper). U-Nets are the
+pix2pix U-Net of the other chapters (``unet_downs`` levels, ``ngf`` and ``s_ngf`` base channels;
+``upsample='resize'``: G and R upsample by nearest resizing and a 3x3 conv instead of transposed
+convs, a remedy for dot and checkerboard textures; ``'transpose'``: the paper's U-Net);
 Adam with the config's lr (the paper: 1e-4) and beta1; images in [-1, 1].
 """
 from __future__ import annotations
@@ -99,13 +102,13 @@ class SMILE(Translator):
     pseudo_healthy = True
     defaults = {"setting": "smile", "ngf": 32, "s_ngf": 16, "unet_downs": 7, "labelled": 1.0, "eps": 0.9,
                 "eps_update": False, "lambda_pix": 1.0, "am_dilate": 0, "lambda_paste": 0.0, "paste_dilate": 0,
-                "lambda_dice": 0.0, "lambda_real": 0.0, "pool_size": 0,
-                "init": "normal", "init_gain": 0.02}
-    choices = {"setting": ("smile", "gvs"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
+                "lambda_dice": 0.0, "lambda_real": 0.0, "pool_size": 0, "lambda_fool": 1.0,
+                "upsample": "transpose", "init": "normal", "init_gain": 0.02}
+    choices = {"setting": ("smile", "gvs"), "upsample": ("transpose", "resize"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "s_ngf": (1, None), "unet_downs": (1, None), "labelled": (0.0, 1.0), "eps": (0.5, 1.0),
               "lambda_pix": (0, None), "am_dilate": (0, None), "lambda_paste": (0, None), "paste_dilate": (0, None),
               "lambda_dice": (0, None), "lambda_real": (0, None), "pool_size": (0, None),
-              "init_gain": (0, None)}
+              "lambda_fool": (0, None), "init_gain": (0, None)}
     variants = {"smile-sup": {"labelled": 1.0}, "smile-75": {"labelled": 0.75}, "smile-50": {"labelled": 0.5},
                 "gvs": {"setting": "gvs"}}
 
@@ -123,10 +126,11 @@ class SMILE(Translator):
     def __init__(self, cfg):
         super().__init__(cfg)
         o = self.opt
-        unet = lambda cin, cout, ngf, final: UnetGenerator(cin, cout, ngf, o["unet_downs"], final=final)  # noqa: E731
-        nets = {"G": unet(1, 1, o["ngf"], "tanh"), "S": unet(1, 2, o["s_ngf"], "none")}
+        unet = lambda cin, cout, ngf, final, up="transpose": UnetGenerator(  # noqa: E731
+            cin, cout, ngf, o["unet_downs"], final=final, upsample=up)
+        nets = {"G": unet(1, 1, o["ngf"], "tanh", o["upsample"]), "S": unet(1, 2, o["s_ngf"], "none")}
         if o["setting"] == "smile":
-            nets["R"] = unet(2, 1, o["ngf"], "tanh")
+            nets["R"] = unet(2, 1, o["ngf"], "tanh", o["upsample"])
         self.nets = nn.ModuleDict({k: init_weights(v, o["init"], o["init_gain"]) for k, v in nets.items()})
         # Sec. 3.5's four stages, of equal length; GVS has one
         self.stages = ((("gs", 0.25), ("r", 0.5), ("rs", 0.75), ("all", 1.0)) if o["setting"] == "smile"
@@ -206,7 +210,7 @@ class SMILE(Translator):
             if train_g:                                                            # Eq. (1)
                 free = L.dilate(mask, o["am_dilate"])                             # where G may change the image
                 terms["pix"] = o["lambda_pix"] * L.anomaly_mask_loss(p_n.float(), image, free)   # ANT-GAN's Eq. (2)
-                terms["fool_S"] = self._seg_loss(n["S"](p_n), torch.zeros_like(mask))
+                terms["fool_S"] = o["lambda_fool"] * self._seg_loss(n["S"](p_n), torch.zeros_like(mask))
                 if o["lambda_paste"]:                                              # a lesion with a known answer
                     pasted = L.paste_lesion(batch["A"], mask[:len(batch["A"])], batch["B"], o["paste_dilate"])[0]
                     terms["paste"] = o["lambda_paste"] * L.cycle_loss(n["G"](pasted).float(), batch["B"])

@@ -39,14 +39,17 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def _up(cin: int, cout: int, mode: str) -> list[nn.Module]:
-    """x2 upsampling: a stride-2 transposed conv (the papers) or resize + conv (remedy variant).
+def _up(cin: int, cout: int, mode: str, kernel: int = 3) -> list[nn.Module]:
+    """x2 upsampling: a stride-2 transposed conv of size ``kernel`` (the papers: 3 in the ResNet
+    generator, 4 in the U-Net) or resize + conv (remedy variant).
 
-    Transposed convolutions with kernel 3 and stride 2 overlap unevenly and can print a
-    checkerboard pattern; ``'resize'`` (nearest upsampling then a 3x3 conv) avoids it.
+    Transposed convolutions with stride 2 can print a checkerboard pattern (with kernel 3 they
+    overlap unevenly; with kernel 4 evenly, yet their learned weights can still alternate);
+    ``'resize'`` (nearest upsampling then a 3x3 conv) cannot, as every output pixel of it sees
+    the same number of input pixels through the same weights.
     """
     if mode == "transpose":
-        return [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)]
+        return [nn.ConvTranspose2d(cin, cout, kernel, stride=2, padding=1, output_padding=kernel % 2)]
     if mode == "resize":
         return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
     raise ValueError(f"unknown upsampling '{mode}': use 'transpose' or 'resize'")
@@ -108,11 +111,12 @@ class UnetGenerator(nn.Module):
     (three at 8 downsamplings, none below 6); pix2pix uses 0.5, the reference CycleGAN none.
 
     With 8 downsamplings a 256x256 input reaches 1x1 at the bottleneck (the paper's setting);
-    input sides must be divisible by ``2**num_downs``.
+    input sides must be divisible by ``2**num_downs``. ``upsample='resize'`` replaces each
+    transposed conv by nearest x2 upsampling and a 3x3 conv (see :func:`_up`).
     """
 
     def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, num_downs: int = 8, dropout: float = 0.0,
-                 final: str = "tanh"):
+                 final: str = "tanh", upsample: str = "transpose"):
         super().__init__()
         if final not in ("tanh", "none"):
             raise ValueError("final must be 'tanh' (images) or 'none' (logits, e.g. for a segmentor)")
@@ -133,7 +137,7 @@ class UnetGenerator(nn.Module):
             i = num_downs - 1 - j                        # mirrors encoder block i
             cin = widths[i] if j == 0 else 2 * widths[i]
             cout = out_ch if i == 0 else widths[i - 1]
-            block = [nn.ReLU(True), nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)]
+            block = [nn.ReLU(True), *_up(cin, cout, upsample, kernel=4)]
             if i == 0:
                 if final == "tanh":
                     block.append(nn.Tanh())
