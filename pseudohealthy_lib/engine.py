@@ -57,7 +57,7 @@ MANIFEST = "manifest.json"
 #: current step on (after a finished decay, extending starts the learning rate again from the new
 #: schedule's value at that step)
 RESUME_KEYS = ("size", "batch_size", "seed", "lr", "beta1", "beta2", "decay_from", "data", "data_seed", "lesion", "modality", "subjects",
-               "amp", "folds", "fold", "clip_grad", "ema", "options")
+               "amp", "folds", "fold", "clip_grad", "ema", "select", "options")
 #: the version of saved configs; configs without one were saved by version 1 (before options
 #: such as ``init`` existed; see ``Method.before``)
 CONFIG_VERSION = 2
@@ -93,6 +93,8 @@ class TrainConfig:
     sample_every: int = 0          # 0: never
     ckpt_every: int = 200
     val_every: int = 0             # 0: never; else validate (method.validate) every so many steps
+    select: str = ""               # a validate() score (higher is better) that picks best.pt and the exported
+                                   # weights; "": the method's own val_metric, and the last weights are exported
     clip_grad: float = 0.0         # 0: off; else clip each optimiser's gradient norm to this
     ema: float = 0.0               # 0: off; else the decay of a moving average of the exported weights
     folds: int = 0                 # 0: the prepared file's split; k >= 2: patient-level k-fold ...
@@ -119,6 +121,10 @@ class TrainConfig:
             raise OptionError(f"fold {self.fold} needs folds (the number of cross-validation folds, at least 2)")
         if self.subjects is not None:
             at_least(self.subjects, "subjects")
+        if not isinstance(self.select, str):
+            raise OptionError(f"select must be the name of a validation score, such as psnr_lesion, got {self.select!r}")
+        if self.select and not self.val_every:
+            raise OptionError(f"select={self.select}: the weights are chosen among validations; set val_every too")
         for k, ok, what in (("lr", lambda v: v > 0, "a positive number"),
                             ("beta1", lambda v: 0 <= v < 1, "a number in [0, 1)"),
                             ("beta2", lambda v: 0 <= v < 1, "a number in [0, 1)"),
@@ -525,6 +531,17 @@ class Trainer:
         finally:
             self.swap_average()
 
+    def use_best(self) -> bool:
+        """Put the weights of ``best.pt`` (the validation's best step; with ``ema``, the average as
+        it was then) into the method's networks and drop the running average: True; False, and
+        nothing changed, if this run has no best weights."""
+        if self.best is None or not (self.out / BEST).is_file():
+            return False
+        kept = read_checkpoint(self.out / BEST, "best weights", ("best", "nets"), map_location=self.device)
+        load_nets(self.method, kept["nets"], self.out / BEST)
+        self.average = None
+        return True
+
     def _flush(self, pending: list) -> dict:
         """Turn the pending per-step losses into one history row (the mean of each loss over the
         steps since the last row), with one device sync for all; append it to ``history.jsonl``.
@@ -583,7 +600,7 @@ class Trainer:
         finally:
             self.method.train()
         self._append({"step": self.step, **{f"val_{k}": float(v) for k, v in scores.items()}})
-        key = self.method.val_metric
+        key = self.cfg.select or self.method.val_metric
         if key is None:
             return
         if key not in scores:

@@ -164,7 +164,7 @@ def method_options(method, variant: str | None, sets: list[str] | None) -> dict:
 
 #: ``train`` arguments that override a preset's setting of the same name
 TRAIN_SETTINGS = ("steps", "batch_size", "lr", "seed", "data", "amp", "size", "subjects", "data_seed", "lesion", "modality", "folds",
-                  "fold", "val_every", "clip_grad", "ema")
+                  "fold", "val_every", "select", "clip_grad", "ema")
 
 
 def add_train_arguments(p) -> None:
@@ -191,6 +191,9 @@ def add_train_arguments(p) -> None:
     p.add_argument("--fold", type=arg_at_least(0), default=None, help="with --folds: the fold held out for testing")
     p.add_argument("--val-every", type=arg_at_least(0), default=None,
                    help="validate every N steps and keep the best weights in OUT/best.pt (methods with validate())")
+    p.add_argument("--select", default=None, metavar="SCORE",
+                   help="with --val-every: keep and export the weights of the validation with the highest SCORE "
+                        "(a key validate() logs without its val_ prefix, e.g. psnr_lesion or healthiness)")
     p.add_argument("--clip-grad", type=arg_number(0, strict=False), default=None, help="clip gradient norms (0: off)")
     p.add_argument("--ema", type=arg_number(0, strict=False), default=None,
                    help="keep a moving average of the weights with this decay, e.g. 0.999, and ship it (0: off)")

@@ -204,8 +204,11 @@ def test_validation_keeps_the_best_weights(tiny_prepared, tmp_path):
                     progress=False)
     assert again.best is None and not (tmp_path / BEST).exists()
     with pytest.raises(NotImplementedError, match="has no validate"):
-        Trainer(cfg_for("antgan", tiny_prepared, val_every=1), tmp_path / "g", method=get_method("antgan"),
-                progress=False).fit()
+        Trainer(cfg_for("cyclegan", tiny_prepared, val_every=1), tmp_path / "g", method=get_method("cyclegan"),
+                progress=False).fit()                      # CycleGAN is not a pseudo-healthy translator
+    with pytest.raises(OptionError, match="validate.. returned no 'healthiness'"):      # the zoo's judge reads 128-px slices
+        Trainer(cfg_for("antgan", tiny_prepared, val_every=1, select="healthiness"), tmp_path / "h",
+                method=get_method("antgan"), progress=False).fit()
 
 
 def test_gradient_clipping_bounds_the_update(tiny_prepared, tmp_path):

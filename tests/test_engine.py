@@ -10,7 +10,7 @@ import torch
 
 from pseudohealthy_lib import presets, recipes, zoo
 from pseudohealthy_lib.data import load_prepared
-from pseudohealthy_lib.engine import TrainConfig
+from pseudohealthy_lib.engine import TrainConfig, read_history
 from pseudohealthy_lib.methods.base import ImagePool
 from cli_helpers import trainer
 
@@ -160,6 +160,32 @@ def test_a_run_with_ema_ships_its_weight_average(tiny_prepared, tmp_path, monkey
             assert torch.equal(w, ckpt["average"]["G_AB"][p].half().float()), p
     assert any(not torch.allclose(ckpt["average"]["G_AB"][p], ckpt["nets"]["G_AB"][p], atol=1e-3) for p in shipped)
     assert main(args[:6] + ["--ema", "1", "--out", str(tmp_path / "other")]) == 2     # a decay must be below 1
+
+
+def test_select_exports_the_best_validation_step_not_the_last(tiny_prepared, tmp_path, monkeypatch):
+    """--select SCORE with --val-every: a pseudo-healthy translator is scored on the validation
+    split at each validation (the truth-based scores included on a phantom), best.pt holds the
+    step with the highest SCORE, and the zoo ships those weights, saying which step they are."""
+    from pseudohealthy_lib.__main__ import main
+
+    monkeypatch.setenv("PH_ZOO", str(tmp_path / "zoo"))
+    args = ["train", "antgan", "--preset", "fast", "--data", str(tiny_prepared), "--steps", "6", "--lr", "0.01",
+            "--val-every", "2", "--select", "psnr_lesion", "--out", str(tmp_path / "run"), "--set", "n_blocks=1",
+            "--export", "tiny-best"]
+    assert main(args) == 0
+    val = [r for r in read_history(tmp_path / "run") if "val_psnr_lesion" in r]
+    assert [r["step"] for r in val] == [2, 4, 6]
+    assert {"val_identity", "val_psnr_tissue", "val_ssim_lesion", "val_dice_max"} <= set(val[0])
+    top = max(val, key=lambda r: r["val_psnr_lesion"])
+    info = zoo.manifest("tiny-best")
+    assert info["best"] == {"step": top["step"], "score": top["val_psnr_lesion"], "metric": "psnr_lesion"}
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["nets"]["G_AB"]
+    shipped = zoo.load_pretrained("tiny-best").nets["G_AB"].state_dict()
+    assert all(torch.equal(w, best[p].half().float()) for p, w in shipped.items() if w.is_floating_point())
+    if top["step"] != 6:                                   # then the last weights differ from the shipped ones
+        last = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["nets"]["G_AB"]
+        assert any(not torch.equal(w, last[p].half().float()) for p, w in shipped.items() if w.is_floating_point())
+    assert main(args[:6] + ["--select", "psnr_lesion", "--out", str(tmp_path / "other")]) == 2   # without --val-every
 
 
 #: shipped models trained before ANT-GAN's recipe search changed the cpu preset (chapter 4 says so):

@@ -233,6 +233,30 @@ class Translator(Method):
     def translate(self, x: torch.Tensor, direction: str = "AB") -> torch.Tensor:
         raise NotImplementedError
 
+    def validate(self, data, split: str = "val") -> dict[str, float]:
+        """A pseudo-healthy translator's scores on ``split``: every number that
+        :func:`~pseudohealthy_lib.evaluate.evaluate` reports, judged by the zoo's judge of the run's
+        phantom (:func:`~pseudohealthy_lib.zoo.judge_name`) when the zoo has it and it reads slices of
+        this size. Among them
+        ``healthiness`` (with the judge), ``identity``, ``psnr_tissue``, ``dice_max`` and, on data
+        with healthy twins (the phantoms), ``psnr_lesion`` and ``ssim_lesion`` against the truth.
+        The judge and what it says of the inputs are computed once per run."""
+        if not self.pseudo_healthy:
+            return super().validate(data, split)
+        from .. import zoo
+        from ..evaluate import evaluate
+
+        box = self.__dict__.setdefault("_validation", {})        # a plain dict: the judge is not one of our nets
+        if "judge" not in box:
+            name = zoo.judge_name(self.cfg.lesion, self.cfg.modality)
+            device = next(self.parameters()).device
+            judge = zoo.load_pretrained(name, device) if name in zoo.available() else None
+            box["judge"] = judge if judge is not None and judge.cfg.size == data.images.shape[-1] else None
+            box["cache"] = {}
+        res = evaluate(self, data, split, segmentor=box["judge"], judge_cache=box["cache"])
+        return {k: float(v) for k, v in res.items()
+                if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and math.isfinite(v)}
+
     @property
     def critic(self) -> nn.Module | None:
         """The trained healthy-image critic, (B, 1, H, W) in [-1, 1] -> score map (B, 1, h, w), or

@@ -725,8 +725,8 @@ floors.round(3)
 """)
 
 md(r"""
-The same check on fresh phantoms that no recipe trial, test or chapter uses (seed 2026, every
-slice), recorded by `scripts/check_floors.py --floors phsgan`:
+The same check on fresh phantoms that no recipe trial, test or chapter uses (every slice of
+each; phantom seeds {glue:text}`fresh_seeds`), recorded by `scripts/check_floors.py --floors phsgan`:
 """)
 
 code(r"""
@@ -735,6 +735,7 @@ fresh = [r for r in floor_records if r["model"] in ours]
 fresh = {(r["model"], r["phantom"].get("lesion", "glioma"), r["phantom"]["seed"]):       # the latest record of each
          {**{k: r[k]["value"] for k in PHSGAN_FLOORS}, "do nothing PSNR": r["do_nothing"]["psnr_lesion"],
           "floors met": sum(r[k]["passes"] for k in PHSGAN_FLOORS)} for r in fresh}
+glue("fresh_seeds", " and ".join(str(s) for s in sorted({seed for _, _, seed in fresh})), display=False)
 pd.DataFrame(fresh).T.rename_axis(["model", "phantom", "seed"]).round(3)
 """)
 
