@@ -5,7 +5,8 @@
     python scripts/recipe_search.py --score RUN NAME  # score a finished run folder (e.g. a preset's run)
 
 KEY is a training setting (``batch_size``, ``lr``, ``size``, ``beta1``, ``decay_from``, ``lesion``, ``modality``, ``ema``,
-``seed``: a recipe must work for more than one), ``method``
+``seed``: a recipe must work for more than one; ``val_every`` with ``select``: score the validation
+split so often and keep the step with the best ``select`` score, e.g. ``select=ssim_lesion``), ``method``
 (default ``antgan``) or a method option (``ngf``, ``n_blocks``, ``ndf``, ``lambda_am``,
 ``lambda_cc``, ``healthy``, ``am_dilate``, ``use_ac``, ...). The trial starts from the ``cpu``
 preset of the method with its :data:`BASE` options (ANT-GAN: ``ngf=16 n_blocks=4 ndf=32
@@ -34,7 +35,7 @@ from pseudohealthy_lib.methods import get_method                          # noqa
 from pseudohealthy_lib.utils import append_records                          # noqa: E402
 
 SELECTION_SEED, SELECTION_SUBJECTS = 7, 20
-TOP = ("batch_size", "lr", "size", "beta1", "beta2", "decay_from", "lesion", "modality", "ema", "seed")
+TOP = ("batch_size", "lr", "size", "beta1", "beta2", "decay_from", "lesion", "modality", "ema", "seed", "val_every", "select")
 #: the starting options of a trial, per method (a trial's KEY=VALUE pairs override them)
 BASE = {"antgan": {"ngf": 16, "n_blocks": 4, "ndf": 32, "lambda_am": 100.0},
         "phsgan": {"ngf": 16, "n_blocks": 4, "ndf": 16, "s_ngf": 8},
@@ -64,8 +65,9 @@ def main(argv: list[str]) -> dict:
                          options=opts, **top)
     trainer = Trainer(cfg, REPO / "runs" / "recipe-search" / name, method=get_method(cfg.method))     # a finished run is only scored
     trainer.fit()
-    trainer.swap_average()                            # score the weight average, if the trial keeps one
-    return append(method, score(name, trainer.method, cfg, trainer.wall))
+    if not (cfg.select and trainer.use_best()):       # the selected step's weights, if the trial selects
+        trainer.swap_average()                        # else the weight average, if the trial keeps one
+    return append(method, score(name, trainer.method, cfg, trainer.wall) | ({"best": trainer.best} if cfg.select else {}))
 
 
 def score(name: str, model, cfg, seconds: float) -> dict:
@@ -78,7 +80,7 @@ def score(name: str, model, cfg, seconds: float) -> dict:
     if getattr(model, "critic", None) is not None:
         res["critic"] = critic_scores(model, data, "all")
     return {"name": name, "method": cfg.method, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "size": cfg.size, **{k: getattr(cfg, k) for k in ("seed", "ema", "decay_from") if getattr(cfg, k) != getattr(TrainConfig, k)},
+            "size": cfg.size, **{k: getattr(cfg, k) for k in ("seed", "ema", "decay_from", "val_every", "select") if getattr(cfg, k) != getattr(TrainConfig, k)},
             "lesion": cfg.lesion, **({"modality": cfg.modality} if cfg.modality != "flair" else {}), "options": cfg.options, "version": cfg.version, "train_seconds": round(seconds),
             "selection_phantom": {"seed": SELECTION_SEED, "subjects": SELECTION_SUBJECTS},
             "hardware": hardware(), "git_commit": git_commit(),
