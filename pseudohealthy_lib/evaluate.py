@@ -862,13 +862,13 @@ def check_floors(result: dict, nothing: dict | None = None, floors: dict | None 
 
 
 def recipe_trials(method: str = "antgan", scores=("psnr_lesion", "ssim_lesion", "psnr_tissue", "dice_max", "healthiness"),
-                  modality: str = "flair"):
+                  modality: str = "flair", lesion: str = "glioma"):
     """The recorded trials of a teaching-recipe search (``pseudohealthy_lib/records/METHOD.jsonl``, written by
     ``scripts/recipe_search.py``) as a pandas table: one row per trial, the settings that differ
     between trials, the minutes of training and the ``scores`` on the selection phantom. Reference
     rows (doing nothing, inpainting) come first, each from its latest recording. Only the trials and
-    references scored on ``modality``'s selection phantom (a record without one is FLAIR's): scores
-    on different contrasts are not comparable."""
+    references scored on ``modality``'s selection phantom with ``lesion`` (a record without them is
+    FLAIR's, of the glioma phantom): scores on different contrasts or phantoms are not comparable."""
     import json
 
     import pandas as pd
@@ -881,7 +881,7 @@ def recipe_trials(method: str = "antgan", scores=("psnr_lesion", "ssim_lesion", 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no recorded recipe search for {method}")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("modality", "flair") == modality]
+    rows = [r for r in rows if r.get("modality", "flair") == modality and (r.get("lesion") or "glioma") == lesion]
     refs = list({r["name"]: r for r in rows if r["name"].startswith("reference")}.values())   # a re-run replaces
     trials = [r for r in rows if not r["name"].startswith("reference")]
     resolve = get_method(method).resolve_options      # options a trial did not set had their values of its version

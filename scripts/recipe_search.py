@@ -1,7 +1,7 @@
 """One trial of the teaching-recipe search: train a short run, score it on a selection phantom.
 
     python scripts/recipe_search.py NAME STEPS [KEY=VALUE ...]
-    python scripts/recipe_search.py --references [METHOD [MODALITY]]   # rows for doing nothing and inpainting
+    python scripts/recipe_search.py --references [METHOD [MODALITY [LESION]]]   # rows for doing nothing and inpainting
     python scripts/recipe_search.py --score RUN NAME  # score a finished run folder (e.g. a preset's run)
 
 KEY is a training setting (``batch_size``, ``lr``, ``size``, ``beta1``, ``decay_from``, ``lesion``, ``modality``, ``ema``,
@@ -110,13 +110,15 @@ def selection_data(size: int = 128, lesion: str = "glioma", modality: str = "fla
     return load_prepared(default.phantom_dataset(SELECTION_SUBJECTS, lesion, seed=SELECTION_SEED, size=size, modality=modality))
 
 
-def references(method: str = "antgan", modality: str = "flair") -> None:
+def references(method: str = "antgan", modality: str = "flair", lesion: str = "glioma") -> None:
     """The reference rows of :func:`pseudohealthy_lib.evaluate.compute_references` on the selection
-    phantom in ``modality`` (judged by that contrast's judge)."""
-    refs = compute_references(selection_data(modality=modality), "all", load_model(zoo.judge_name("glioma", modality)))
+    phantom with ``lesion`` in ``modality`` (judged by that phantom's judge)."""
+    refs = compute_references(selection_data(lesion=lesion, modality=modality), "all",
+                              load_model(zoo.judge_name(lesion, modality)))
     for name in ("do nothing", "inpainting"):
         append(method, {"name": f"reference: {name}", "selection_phantom": {"seed": SELECTION_SEED,
                         "subjects": SELECTION_SUBJECTS}, **({"modality": modality} if modality != "flair" else {}),
+                        **({"lesion": lesion} if lesion != "glioma" else {}),
                         "git_commit": git_commit(),
                         **{k: refs[name][k] for k in KEYS if isinstance(refs[name].get(k), (int, float))}})
 
@@ -129,7 +131,7 @@ def append(method: str, row: dict) -> dict:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--references"]:
-        references(*sys.argv[2:4])
+        references(*sys.argv[2:5])
     elif sys.argv[1:2] == ["--score"]:
         score_run(*sys.argv[2:4])
     else:

@@ -492,6 +492,10 @@ def test_recipe_trials_table_of_the_recorded_search():
     assert "t2-cpu-recipe" not in t.index                                # other contrasts are not mixed in
     t2 = E.recipe_trials("antgan", modality="t2")
     assert "t2-cpu-recipe" in t2.index and "A_base" not in t2.index
+    glioma, stroke = E.recipe_trials("phsgan"), E.recipe_trials("phsgan", lesion="stroke")    # nor other phantoms
+    assert "stroke-paired-recipe" in stroke.index and "stroke-paired-recipe" not in glioma.index
+    assert "phs-paired-paste-dil2" in glioma.index and "phs-paired-paste-dil2" not in stroke.index
+    assert stroke.loc["do nothing", "psnr_lesion"] != glioma.loc["do nothing", "psnr_lesion"]
     with pytest.raises(FileNotFoundError, match="no recorded recipe search"):
         E.recipe_trials("no-such-method")
 
