@@ -611,11 +611,12 @@ def test_recipe_search_records_references_of_the_contrast_it_is_asked_for(monkey
     rs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rs)
     asked, rows = {}, []
-    monkeypatch.setattr(rs, "selection_data", lambda modality="flair": asked.setdefault("data", modality) and _tiny_refs_data(modality))
+    monkeypatch.setattr(rs, "selection_data", lambda lesion="glioma", modality="flair":
+                        asked.setdefault("data", modality) and asked.setdefault("lesion", lesion) and _tiny_refs_data(modality))
     monkeypatch.setattr(rs, "load_model", lambda name: asked.setdefault("judge", name) and None)
     monkeypatch.setattr(rs, "append", lambda method, row: rows.append((method, row)))
     rs.references("smile", "t2")
-    assert asked == {"data": "t2", "judge": "segmentor-phantom-t2"}
+    assert asked == {"data": "t2", "lesion": "glioma", "judge": "segmentor-phantom-t2"}
     assert [(m, r["name"], r["modality"]) for m, r in rows] == [("smile", "reference: do nothing", "t2"),
                                                                  ("smile", "reference: inpainting", "t2")]
     assert rows[0][1]["psnr_lesion"] < rows[1][1]["psnr_lesion"]          # inpainting beats doing nothing
@@ -623,6 +624,12 @@ def test_recipe_search_records_references_of_the_contrast_it_is_asked_for(monkey
     asked.clear()
     rs.references("antgan")                                               # FLAIR: no modality field, FLAIR's judge
     assert asked["judge"] == "segmentor-phantom" and all("modality" not in r for _, r in rows)
+    assert all("lesion" not in r for _, r in rows)                        # the glioma phantom: no lesion field
+    rows.clear()
+    asked.clear()
+    rs.references("phsgan", "flair", "stroke")                            # another phantom: its own data, judge and field
+    assert asked == {"data": "flair", "lesion": "stroke", "judge": "segmentor-stroke"}
+    assert all(r["lesion"] == "stroke" for _, r in rows) and len(rows) == 2
 
 
 def _tiny_refs_data(modality):
