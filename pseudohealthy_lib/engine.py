@@ -532,10 +532,10 @@ class Trainer:
             self.swap_average()
 
     def use_best(self) -> bool:
-        """Put the weights of ``best.pt`` (the validation's best step; with ``ema``, the average as
-        it was then) into the method's networks and drop the running average: True; False, and
-        nothing changed, if this run has no best weights."""
-        if self.best is None or not (self.out / BEST).is_file():
+        """If the run selects its weights (``select``), put those of ``best.pt`` (the validation's
+        best step; with ``ema``, the average as it was then) into the method's networks and drop the
+        running average: True; False, and nothing changed, otherwise."""
+        if not self.cfg.select or self.best is None or not (self.out / BEST).is_file():
             return False
         kept = read_checkpoint(self.out / BEST, "best weights", ("best", "nets"), map_location=self.device)
         load_nets(self.method, kept["nets"], self.out / BEST)

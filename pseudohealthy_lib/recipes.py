@@ -154,7 +154,7 @@ def train_and_export(cfg: TrainConfig, out: str | Path, export: str | None = Non
     if trainer.rank == 0:
         print(f"{cfg.method} ({cfg.preset}): step {start} -> {trainer.step} in {out}, "
               f"{trainer.wall:.0f} s of training in total", flush=True)
-        if export and cfg.select and trainer.use_best():        # the validation's choice, not the last step
+        if export and trainer.use_best():        # the validation's choice, not the last step
             print(f"exporting the weights of step {trainer.best['step']} ({cfg.select} {trainer.best['score']:.4g} "
                   "on the validation split)", flush=True)
         if export:

@@ -65,7 +65,7 @@ def main(argv: list[str]) -> dict:
                          options=opts, **top)
     trainer = Trainer(cfg, REPO / "runs" / "recipe-search" / name, method=get_method(cfg.method))     # a finished run is only scored
     trainer.fit()
-    if not (cfg.select and trainer.use_best()):       # the selected step's weights, if the trial selects
+    if not trainer.use_best():                        # the selected step's weights, if the trial selects
         trainer.swap_average()                        # else the weight average, if the trial keeps one
     return append(method, score(name, trainer.method, cfg, trainer.wall) | ({"best": trainer.best} if cfg.select else {}))
 
