@@ -112,7 +112,7 @@ class UnetGenerator(nn.Module):
 
     With 8 downsamplings a 256x256 input reaches 1x1 at the bottleneck (the paper's setting);
     input sides must be divisible by ``2**num_downs``. ``upsample='resize'`` replaces each
-    transposed conv by nearest x2 upsampling and a 3x3 conv (see :func:`_up`).
+    transposed conv by nearest x2 upsampling and a 3x3 conv (see ``_up`` in this module).
     """
 
     def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, num_downs: int = 8, dropout: float = 0.0,
