@@ -42,11 +42,22 @@ def anomaly_mask_loss(fake_normal: torch.Tensor, abnormal: torch.Tensor, mask: t
     return ((1 - mask) * (fake_normal - abnormal)).abs().pow(power).mean()
 
 
+def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``|output - target|`` over the pixels where ``mask`` (B, 1, H, W) is 1, all images of
+    the batch together (0 for an empty mask): an error that does not shrink with the region's area."""
+    return (mask * (output - target)).abs().sum() / mask.sum().clamp_min(1)
+
+
 def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """Binary mask (B, 1, H, W) grown by ``pixels`` in every direction (a square structuring element)."""
     if pixels <= 0:
         return mask
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
+
+
+def head_mask(x: torch.Tensor) -> torch.Tensor:
+    """1 on the pixels of ``x`` (images in [-1, 1]) above the background value -1, else 0."""
+    return (x > -1 + 1e-3).to(x.dtype)
 
 
 def paste_lesion(lesioned: torch.Tensor, mask: torch.Tensor, healthy: torch.Tensor,
@@ -58,7 +69,7 @@ def paste_lesion(lesioned: torch.Tensor, mask: torch.Tensor, healthy: torch.Tens
     that many pixels, so that the soft border a lesion leaves just outside its label travels with
     it. Returns ``(pasted, m)``: ``pasted = m' * lesioned + (1 - m') * healthy`` with ``m'`` the
     (grown) cut, and ``m`` the lesion's own mask inside the head, the answer for a segmentor."""
-    head = (healthy > -1 + 1e-3).to(healthy.dtype)
+    head = head_mask(healthy)
     m = mask.to(healthy.dtype) * head
     cut = dilate(m, grow) * head
     return cut * lesioned + (1 - cut) * healthy, m

@@ -234,3 +234,13 @@ def test_confidence_loss_uses_confident_pixels_as_labels():
     logits.requires_grad_(True)
     L.confidence_loss(logits, 0.9).backward()
     assert logits.grad[0, 0, 0, 1] > 0                     # the unsure pixel is pushed towards 0
+
+
+def test_masked_l1_is_the_mean_error_over_the_mask_alone():
+    out, target = torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0, 0, :2, :2] = 1                                      # 4 pixels in image 0
+    mask[1, 0, 0, 0] = 1                                        # 1 pixel in image 1
+    out[0, 0, 0, 0], out[1, 0, 0, 0], out[1, 0, 3, 3] = 1.0, -3.0, 9.0     # the last is outside the mask
+    assert L.masked_l1(out, target, mask).item() == pytest.approx((1 + 3) / 5)
+    assert L.masked_l1(out, target, torch.zeros_like(mask)).item() == 0      # an empty mask: no error, no NaN

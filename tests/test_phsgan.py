@@ -275,6 +275,28 @@ def test_cycle_hh_can_start_from_a_pasted_real_lesion():
         phs(hh_mask="other", paste_dilate=2)
 
 
+def test_lambda_lesion_averages_the_paste_error_over_the_cut_alone():
+    """Eq. (10): |G(x_h') - x_h| averaged over the (widened) cut, so a small lesion weighs as much as a large one."""
+    torch.manual_seed(0)
+    m = phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="paste", paste_dilate=1, lambda_lesion=2.0)
+    batch = m.example_batch(1, 32)
+    batch["B"] = torch.full_like(batch["B"], -0.2)
+    batch["B"][..., :, :6] = -1                                 # background on the left
+    batch["A_mask"] = torch.zeros_like(batch["A_mask"])
+    batch["A_mask"][..., 2:10, 2:10] = 1
+    out = m(batch)
+    cut = torch.zeros_like(batch["B"])
+    cut[..., 1:11, 6:11] = 1                                    # the pasted cut: widened, inside the head
+    wrong = batch["B"] + 0.5 * cut                              # G leaves +0.5 on every pasted pixel
+    terms = m.generator_losses(batch, out | {"x_h_rec": wrong})
+    assert terms["lesion"].item() == pytest.approx(2.0 * 0.5)
+    assert terms["cc_H"].item() == pytest.approx(10 * 0.5 * 50 / 1024)      # the whole-image term barely sees it
+    assert m.generator_losses(batch, out | {"x_h_rec": batch["B"] + 0.5 * (1 - cut)})["lesion"] == 0   # errors elsewhere are (1')'s
+    assert "lesion" not in phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="paste").generator_losses(batch, out)
+    with pytest.raises(OptionError, match="lambda_lesion=1.0 weighs the pasted lesion of hh_mask='paste', not hh_mask='other'"):
+        phs(hh_mask="other", lambda_lesion=1.0)
+
+
 def test_selfpaste_cuts_real_lesions_out_with_s_own_map_and_trains_g_alone():
     """lambda_selfpaste (Eq. 9): x_p inside [S(x_p) > 0.5] pasted over x_h; |G(that) - x_h| trains G only."""
     torch.manual_seed(0)

@@ -66,6 +66,11 @@ kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``pas
 
   ``paste_dilate`` cuts the lesion out with m_p widened by that many pixels, taking along the
   bright border a lesion leaves just outside its label (S must still answer m_p).
+  ``lambda_lesion`` adds (1'')'s image error averaged over the cut c alone. In (1') a lesion of
+  150 pixels is 1 % of a 128x128 slice's error, so G can leave half of it in place and lose
+  little; averaged over c, its error weighs the same whatever its size::
+
+      L_lesion = sum(c * |G(x_h') - x_h|) / sum(c),   c = m widened by paste_dilate          (10)
 * ``lambda_selfpaste`` (no masks needed): the unpaired analogue of (1''). The lesion is cut
   out of x_p with S's own map, thresholded at 0.5 and detached, and pasted over x_h; G must give
   back x_h. It trains G alone, on *real* lesions, wherever S already finds them::
@@ -131,11 +136,11 @@ class PHSGAN(Translator):
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_hh": None, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
                 "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "map_grad": 1.0, "lr_s": None,
-                "critic": "table4", "hh_mask": "black", "paste_dilate": 0, "hh_detach": False, "lambda_paint": 0.0, "lambda_selfpaste": 0.0, "s_prior": None, "mask_loss": "l1", "pool_size": 0,
+                "critic": "table4", "hh_mask": "black", "paste_dilate": 0, "hh_detach": False, "lambda_paint": 0.0, "lambda_selfpaste": 0.0, "lambda_lesion": 0.0, "s_prior": None, "mask_loss": "l1", "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "mask_loss": ("l1", "dice"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other", "paste"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
     ranges = {"ngf": (1, None), "n_blocks": (0, None), "s_ngf": (1, None), "s_depth": (1, None), "ndf": (1, None),
-              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "paste_dilate": (0, None), "lambda_paint": (0, None), "lambda_selfpaste": (0, None), "map_grad": (0.0, 1.0), "pool_size": (0, None),
+              "lambda_cc": (0, None), "lambda_seg": (0, None), "lambda_id": (0, None), "cycle_noise": (0, None), "lambda_keep": (0, None), "keep_dilate": (0, None), "paste_dilate": (0, None), "lambda_paint": (0, None), "lambda_selfpaste": (0, None), "lambda_lesion": (0, None), "map_grad": (0.0, 1.0), "pool_size": (0, None),
               "init_gain": (0, None)}
     variants = {"paired": {"setting": "paired"}, "unpaired": {"setting": "unpaired"},
                 "conditional-gan": {"setting": "gan"}}
@@ -159,6 +164,9 @@ class PHSGAN(Translator):
         if o["paste_dilate"] and o["hh_mask"] != "paste" and not o["lambda_selfpaste"]:
             raise OptionError(f"phsgan option paste_dilate={o['paste_dilate']} widens the pasted lesion of hh_mask='paste' "
                               f"or lambda_selfpaste, neither of which is on (hh_mask={o['hh_mask']!r})")
+        if o["lambda_lesion"] and o["hh_mask"] != "paste":
+            raise OptionError(f"phsgan option lambda_lesion={o['lambda_lesion']} weighs the pasted lesion of "
+                              f"hh_mask='paste', not hh_mask={o['hh_mask']!r}")
         if o["lambda_selfpaste"] and o["setting"] == "gan":
             raise OptionError(f"phsgan option lambda_selfpaste={o['lambda_selfpaste']} cuts lesions out with S's map, "
                               "which setting='gan' does not have")
@@ -306,6 +314,9 @@ class PHSGAN(Translator):
         if o["lambda_selfpaste"]:
             terms["self"] = o["lambda_selfpaste"] * L.cycle_loss(out["x_h_selfrec"], batch["B"])           # Eq. (9)
         terms["cc_H"] = o["lambda_hh"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
+        if o["lambda_lesion"]:                                                                                # Eq. (10)
+            cut = L.dilate(out["m_h"].float(), o["paste_dilate"]) * L.head_mask(batch["B"].float())     # as in (1'')
+            terms["lesion"] = o["lambda_lesion"] * L.masked_l1(out["x_h_rec"].float(), batch["B"].float(), cut)
         if o["mask_loss"] == "dice":                 # the mask holds a lesion: Dice weighs its few pixels
             terms["cc_M"] = o["lambda_cc"] * L.soft_dice_loss(out["m_h_rec"].float(), out["m_h"].float())
         else:
