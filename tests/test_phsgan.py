@@ -293,8 +293,19 @@ def test_lambda_lesion_averages_the_paste_error_over_the_cut_alone():
     assert terms["cc_H"].item() == pytest.approx(10 * 0.5 * 50 / 1024)      # the whole-image term barely sees it
     assert m.generator_losses(batch, out | {"x_h_rec": batch["B"] + 0.5 * (1 - cut)})["lesion"] == 0   # errors elsewhere are (1')'s
     assert "lesion" not in phs(ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="paste").generator_losses(batch, out)
-    with pytest.raises(OptionError, match="lambda_lesion=1.0 weighs the pasted lesion of hh_mask='paste', not hh_mask='other'"):
+    with pytest.raises(OptionError, match=r"lambda_lesion=1.0 weighs the pasted lesion of hh_mask='paste' or lambda_selfpaste, "
+                       r"neither of which is on \(hh_mask='other'\)"):
         phs(hh_mask="other", lambda_lesion=1.0)
+    # the unpaired Eq. (9): the same average over the cut of S's own map
+    u = phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4, hh_mask="other", lambda_selfpaste=1.0, lambda_lesion=3.0)
+    ub = u.example_batch(1, 32)
+    ub["B"] = torch.full_like(ub["B"], -0.2)
+    out = u(ub)
+    found = torch.zeros_like(ub["B"])
+    found[..., 4:8, 4:12] = 1                                   # pretend S found 32 pixels
+    off = ub["B"] + 0.25 * found
+    t = u.generator_losses(ub, out | {"m_self": found, "x_h_selfrec": off})
+    assert t["self_lesion"].item() == pytest.approx(3.0 * 0.25) and "lesion" not in t
 
 
 def test_selfpaste_cuts_real_lesions_out_with_s_own_map_and_trains_g_alone():

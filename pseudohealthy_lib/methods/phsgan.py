@@ -71,6 +71,8 @@ kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``pas
   little; averaged over c, its error weighs the same whatever its size::
 
       L_lesion = sum(c * |G(x_h') - x_h|) / sum(c),   c = m widened by paste_dilate          (10)
+
+  With ``lambda_selfpaste`` the same average is taken of (9)'s error over its cut (S's map).
 * ``lambda_selfpaste`` (no masks needed): the unpaired analogue of (1''). The lesion is cut
   out of x_p with S's own map, thresholded at 0.5 and detached, and pasted over x_h; G must give
   back x_h. It trains G alone, on *real* lesions, wherever S already finds them::
@@ -164,9 +166,9 @@ class PHSGAN(Translator):
         if o["paste_dilate"] and o["hh_mask"] != "paste" and not o["lambda_selfpaste"]:
             raise OptionError(f"phsgan option paste_dilate={o['paste_dilate']} widens the pasted lesion of hh_mask='paste' "
                               f"or lambda_selfpaste, neither of which is on (hh_mask={o['hh_mask']!r})")
-        if o["lambda_lesion"] and o["hh_mask"] != "paste":
+        if o["lambda_lesion"] and o["hh_mask"] != "paste" and not o["lambda_selfpaste"]:
             raise OptionError(f"phsgan option lambda_lesion={o['lambda_lesion']} weighs the pasted lesion of "
-                              f"hh_mask='paste', not hh_mask={o['hh_mask']!r}")
+                              f"hh_mask='paste' or lambda_selfpaste, neither of which is on (hh_mask={o['hh_mask']!r})")
         if o["lambda_selfpaste"] and o["setting"] == "gan":
             raise OptionError(f"phsgan option lambda_selfpaste={o['lambda_selfpaste']} cuts lesions out with S's map, "
                               "which setting='gan' does not have")
@@ -273,7 +275,7 @@ class PHSGAN(Translator):
         out["x_p_rec"] = self.reconstruct(self._noisy(to_r), out["m_p_fake"])                # Cycle P-H
         if self.opt["lambda_selfpaste"]:                    # Eq. (9): a real lesion, cut out with S's own map
             found = (out["m_p_fake"].detach() > 0.5).to(x_h.dtype)
-            out["x_h_selfpasted"] = L.paste_lesion(x_p, found, x_h, self.opt["paste_dilate"])[0]
+            out["x_h_selfpasted"], out["m_self"] = L.paste_lesion(x_p, found, x_h, self.opt["paste_dilate"])
             out["x_h_selfrec"] = self.nets["G"](out["x_h_selfpasted"])
         if self.opt["hh_mask"] == "paste":                                                        # Cycle H-H, Eq. (1'')
             out["x_h_lesioned"], out["m_h"] = L.paste_lesion(x_p, batch["A_mask"], x_h, self.opt["paste_dilate"])
@@ -314,9 +316,10 @@ class PHSGAN(Translator):
         if o["lambda_selfpaste"]:
             terms["self"] = o["lambda_selfpaste"] * L.cycle_loss(out["x_h_selfrec"], batch["B"])           # Eq. (9)
         terms["cc_H"] = o["lambda_hh"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
-        if o["lambda_lesion"]:                                                                                # Eq. (10)
-            cut = L.dilate(out["m_h"].float(), o["paste_dilate"]) * L.head_mask(batch["B"].float())     # as in (1'')
-            terms["lesion"] = o["lambda_lesion"] * L.masked_l1(out["x_h_rec"].float(), batch["B"].float(), cut)
+        for key, rec, m in (("lesion", "x_h_rec", "m_h"), ("self_lesion", "x_h_selfrec", "m_self")):          # Eq. (10)
+            if o["lambda_lesion"] and (o["hh_mask"] == "paste" if key == "lesion" else o["lambda_selfpaste"]):
+                cut = L.dilate(out[m].float(), o["paste_dilate"]) * L.head_mask(batch["B"].float())     # as in (1'')
+                terms[key] = o["lambda_lesion"] * L.masked_l1(out[rec].float(), batch["B"].float(), cut)
         if o["mask_loss"] == "dice":                 # the mask holds a lesion: Dice weighs its few pixels
             terms["cc_M"] = o["lambda_cc"] * L.soft_dice_loss(out["m_h_rec"].float(), out["m_h"].float())
         else:
