@@ -882,8 +882,9 @@ phantom and {glue:text}`floors_stroke` on the stroke phantom.
   (the unpaired setting).
 * At a CPU budget the paper's losses leave $G$ free to rewrite healthy tissue; the book's recipe
   adds the identity outside the lesion (Eqs. 6 and 7) and a supervised removal task in Cycle H-H
-  (Eqs. 1' and 1''; without masks, Eq. 9 with $S$'s own map), and section 3 records what each
-  step bought.
+  (Eqs. 1' and 1''; without masks, Eq. 9 with $S$'s own map); on the stroke phantom, whose
+  lesions are small and as bright as normal tissue, that task's error is averaged over the lesion
+  alone (Eq. 10). Section 3 records what each step bought.
 * Identity and healthiness measure two halves of the job; on the phantom, the truth inside the
   lesion measures whether what was painted in is the right tissue.
 
@@ -932,6 +933,14 @@ easily than it invents a new one); no term pays for keeping it. Section 5's tabl
 that is worth against the cycle terms of PHS-GAN, which make the output carry the input's anatomy.
 ```
 
+```{admonition} Solution 4
+:class: dropdown
+A mask of the same volume (in practice, of the same image) would pair $S$'s map with the true
+lesion of its input, and $D_m$ could learn to check the overlap: that is supervision, the paired
+setting in disguise. Masks of other volumes only teach $D_m$ what lesion *shapes* look like, which
+is all the unpaired setting may assume.
+```
+
 ```{admonition} Solution 5
 :class: dropdown
 The book has not run this one; your run is the answer. What to expect: Eq. (1') already gives a
@@ -940,14 +949,6 @@ a glioma's removal error less than a stroke's, and the glioma recipe already lea
 error inside the lesion (section 3's table). A smaller gain than on strokes is the likely
 outcome; a loss is possible too, if the heavier removal term makes $G$ change bright tissue that
 is not a lesion (watch identity and healthy-tissue PSNR).
-```
-
-```{admonition} Solution 4
-:class: dropdown
-A mask of the same volume (in practice, of the same image) would pair $S$'s map with the true
-lesion of its input, and $D_m$ could learn to check the overlap: that is supervision, the paired
-setting in disguise. Masks of other volumes only teach $D_m$ what lesion *shapes* look like, which
-is all the unpaired setting may assume.
 ```
 """)
 
