@@ -34,7 +34,8 @@ lesion: at the CPU budget G writes a texture over the brain and keeps a ghost of
 The recipe search that chose among these (``pseudohealthy_lib/records/phsgan.jsonl``, chapter 6)
 kept (6), (7) on the training mask, the PatchGAN, ``hh_mask='paste'`` with ``paste_dilate=2``
 (paired) or ``hh_mask='other'`` with (8), a Dice mask term, ``s_prior`` and lambda_3 = 0.5
-(unpaired), a 50-image history and S's own learning rate::
+(unpaired), a 50-image history and S's own learning rate; on the stroke phantom the paired recipe
+adds the shortcut, six residual blocks, ``lambda_hh=30`` and (10)::
 
     L_id   = |G(x_h) - x_h|_1                          lambda_id: CycleGAN's identity term     (6)
     L_keep = |(1 - m) * (G(x_p) - x_p)|_1              lambda_keep: keep x_p outside the map   (7)
