@@ -445,3 +445,16 @@ def test_term_gradients_say_which_term_moves_which_network():
     assert ten["cc_P"]["S"] == pytest.approx(one["cc_P"]["S"], rel=1e-4)
     only = term_gradients(phs("unpaired", ngf=4, n_blocks=1, s_ngf=4, ndf=4), phs().example_batch(2, 32) | {"M": torch.zeros(2, 1, 32, 32)}, nets=["S"])
     assert all(set(v) == {"S"} for v in only.values())
+
+
+def test_lr_s_and_lr_d_give_segmentor_and_critics_their_own_learning_rates():
+    m = PHSGAN(TrainConfig(method="phsgan", lr=1e-3, options={"lr_s": 2e-4, "lr_d": 5e-4, "ngf": 4, "n_blocks": 1, "s_ngf": 4, "ndf": 4}))
+    opts = m.optimizers()
+    s_params = {id(p) for p in m.nets["S"].parameters()}
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in opts["G"].param_groups}
+    assert by_lr[2e-4] == s_params and not (by_lr[1e-3] & s_params)            # G and R at the config's lr
+    assert [g["lr"] for g in opts["D"].param_groups] == [5e-4]
+    default = PHSGAN(TrainConfig(method="phsgan", lr=1e-3, options={"ngf": 4, "n_blocks": 1, "s_ngf": 4, "ndf": 4})).optimizers()
+    assert [g["lr"] for g in default["D"].param_groups] == [1e-3]
+    with pytest.raises(OptionError, match="lr_d: expected a finite number above 0 or null, got 0"):
+        phs(lr_d=0)

@@ -92,7 +92,9 @@ adds the shortcut, six residual blocks, ``lambda_hh=30`` and (10)::
 * ``cycle_noise``: Gaussian noise on each cycle's intermediate image, to make a faint code
   unreadable (``evaluate.hidden_lesion`` measures such codes). ``shortcut``: ANT-GAN's global
   shortcut in G. ``critic='patchgan'``: ANT-GAN's PatchGAN in place of Table 4's critics.
-  ``lr_s``: S's own learning rate (S's map collapsed to black at 1e-3 in a trial). ``s_prior``:
+  ``lr_s``: S's own learning rate (S's map collapsed to black at 1e-3 in a trial); ``lr_d``: the
+  critics' (with ``lambda_lesion`` on strokes, D_x jumped near step 1000 at 1e-3 and then scored
+  every image 0.5, healthy or not, for the rest of the run). ``s_prior``:
   S's output bias set so that its first maps say "lesion" with this probability everywhere (as
   RetinaNet starts its classifier at a small prior), instead of 0.5: an unpaired S that starts
   at 0.5 stayed there for the 150 steps of a trial, its Cycle H-H error stuck at 0.49.
@@ -138,7 +140,7 @@ class PHSGAN(Translator):
     critic_key = "D_x"             # real healthy slices against G's outputs, Eq. (2)
     defaults = {"setting": "paired", "ngf": 32, "n_blocks": 6, "s_ngf": 16, "s_depth": 4, "ndf": 32,
                 "lambda_cc": 10.0, "lambda_hh": None, "lambda_gan": None, "lambda_seg": 10.0, "lambda_id": 0.0, "cycle_noise": 0.0, "shortcut": False,
-                "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "map_grad": 1.0, "lr_s": None,
+                "lambda_keep": 0.0, "keep_dilate": 0, "keep_map": "S", "block_hiding": False, "map_grad": 1.0, "lr_s": None, "lr_d": None,
                 "critic": "table4", "hh_mask": "black", "paste_dilate": 0, "hh_detach": False, "lambda_paint": 0.0, "lambda_selfpaste": 0.0, "lambda_lesion": 0.0, "s_prior": None, "mask_loss": "l1", "pool_size": 0,
                 "init": "normal", "init_gain": 0.02}
     choices = {"setting": SETTINGS, "keep_map": ("S", "truth"), "mask_loss": ("l1", "dice"), "critic": ("table4", "patchgan"), "hh_mask": ("black", "other", "paste"), "init": ("normal", "xavier", "kaiming", "orthogonal", "pytorch")}
@@ -152,7 +154,7 @@ class PHSGAN(Translator):
     def resolve_options(cls, options, version):
         o = super().resolve_options(options, version)
         for key, what, ok in (("lambda_gan", "of at least 0", lambda v: v >= 0), ("lambda_hh", "of at least 0", lambda v: v >= 0),
-                              ("lr_s", "above 0", lambda v: v > 0), ("s_prior", "between 0 and 1", lambda v: 0 < v < 1)):              # null or a number
+                              ("lr_s", "above 0", lambda v: v > 0), ("lr_d", "above 0", lambda v: v > 0), ("s_prior", "between 0 and 1", lambda v: 0 < v < 1)):              # null or a number
             v = o[key]
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v)):
                 raise OptionError(f"phsgan option {key}: expected a finite number {what} or null, got {v!r}")
@@ -235,7 +237,7 @@ class PHSGAN(Translator):
         opt_g = self.adam(*(n for n in gens if not (own_lr and n is self.nets["S"])))
         if own_lr:                                                  # S at its own learning rate
             opt_g.add_param_group({"params": list(self.nets["S"].parameters()), "lr": self.opt["lr_s"]})
-        return {"G": opt_g, "D": self.adam(*critics)}
+        return {"G": opt_g, "D": self.adam(*critics, lr=self.opt["lr_d"])}          # lr_d None: the config's lr
 
     def exported(self):
         return [k for k in ("G", "S", "R") if k in self.nets]
