@@ -99,7 +99,7 @@ RECIPES = {
     # of the paired paste (lambda_selfpaste: a real lesion cut out with S's own map, widened by 2
     # pixels, pasted over a healthy slice; G must give the healthy slice back) lifted it above doing
     # nothing's and CycleGAN's there, still far below the paired models' (trial unpaired-selfpaste in
-    # records/phsgan.jsonl; floors.jsonl). The glioma models, the stroke baselines and two paired stroke seeds are shipped
+    # records/phsgan.jsonl; floors.jsonl). The glioma models, the stroke baselines and the paired stroke seeds are shipped
     **{phsgan_name(setting, lesion, seed): f"phsgan --preset cpu --variant {setting}"
        + (" --set keep_map=truth --set hh_mask=paste --set paste_dilate=2" if setting == "paired" else _UNPAIRED)
        + (_PAIRED_STROKE if (setting, lesion) == ("paired", "stroke") else "") + _lesion_arg(lesion)
