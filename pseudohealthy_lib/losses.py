@@ -60,6 +60,13 @@ def head_mask(x: torch.Tensor) -> torch.Tensor:
     return (x > -1 + 1e-3).to(x.dtype)
 
 
+def lesion_cut(mask: torch.Tensor, healthy: torch.Tensor, grow: int = 0) -> torch.Tensor:
+    """The region :func:`paste_lesion` takes from the lesioned image (B, 1, H, W): ``mask`` cut to
+    ``healthy``'s head, grown by ``grow`` pixels, and cut to the head again."""
+    head = head_mask(healthy)
+    return dilate(mask.to(healthy.dtype) * head, grow) * head
+
+
 def paste_lesion(lesioned: torch.Tensor, mask: torch.Tensor, healthy: torch.Tensor,
                  grow: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A real lesion cut out of ``lesioned`` with its ``mask`` and pasted over ``healthy`` (all
@@ -69,10 +76,8 @@ def paste_lesion(lesioned: torch.Tensor, mask: torch.Tensor, healthy: torch.Tens
     that many pixels, so that the soft border a lesion leaves just outside its label travels with
     it. Returns ``(pasted, m)``: ``pasted = m' * lesioned + (1 - m') * healthy`` with ``m'`` the
     (grown) cut, and ``m`` the lesion's own mask inside the head, the answer for a segmentor."""
-    head = head_mask(healthy)
-    m = mask.to(healthy.dtype) * head
-    cut = dilate(m, grow) * head
-    return cut * lesioned + (1 - cut) * healthy, m
+    cut = lesion_cut(mask, healthy, grow)
+    return cut * lesioned + (1 - cut) * healthy, mask.to(healthy.dtype) * head_mask(healthy)
 
 
 def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

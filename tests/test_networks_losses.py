@@ -172,6 +172,7 @@ def test_paste_lesion_grow_takes_the_border_but_answers_with_the_lesion_mask():
     mask[..., 3, 3], mask[..., 3, 1] = 0, 1                            # next to the background column
     pasted, _ = L.paste_lesion(lesioned, mask, healthy, grow=1)
     assert (pasted[..., :, 0] == -1).all() and (pasted == 0.9).sum() == 6     # never into the air
+    assert torch.equal(L.lesion_cut(mask, healthy, grow=1), (pasted == 0.9).float())    # the cut is what was pasted
 
 
 def test_cyclegan_paste_term_asks_g_ab_to_give_back_the_healthy_slice():

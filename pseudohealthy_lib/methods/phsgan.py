@@ -321,7 +321,7 @@ class PHSGAN(Translator):
         terms["cc_H"] = o["lambda_hh"] * L.cycle_loss(out["x_h_rec"], batch["B"])                          # Eq. (1)
         for key, rec, m in (("lesion", "x_h_rec", "m_h"), ("self_lesion", "x_h_selfrec", "m_self")):          # Eq. (10)
             if o["lambda_lesion"] and (o["hh_mask"] == "paste" if key == "lesion" else o["lambda_selfpaste"]):
-                cut = L.dilate(out[m].float(), o["paste_dilate"]) * L.head_mask(batch["B"].float())     # as in (1'')
+                cut = L.lesion_cut(out[m].float(), batch["B"].float(), o["paste_dilate"])           # as in (1'')
                 terms[key] = o["lambda_lesion"] * L.masked_l1(out[rec].float(), batch["B"].float(), cut)
         if o["mask_loss"] == "dice":                 # the mask holds a lesion: Dice weighs its few pixels
             terms["cc_M"] = o["lambda_cc"] * L.soft_dice_loss(out["m_h_rec"].float(), out["m_h"].float())
