@@ -164,3 +164,20 @@ def test_every_docstring_is_valid_restructuredtext():
             bad.append(f"{name}: {err.getvalue().strip()}")
     assert not bad, "docstrings that Sphinx would warn about:\n" + "\n".join(bad)
     assert sum(1 for _ in _own_docstrings()) > 100  # the walk found the library
+
+
+def test_no_control_characters_in_the_book_sources():
+    """A formula written in a Python string that is not raw loses its backslashes: ``"\\frac"`` is a
+    form feed and ``rac``, ``"\\tag"`` a tab and ``ag``. The page then shows broken maths; this names
+    the file and line of every such character in the chapters (their cells' text, tabs included in
+    the markdown), the drafts and the library."""
+    def texts(f):
+        if f.suffix != ".ipynb":
+            return [("", f.read_text(encoding="utf-8"), r"[\x00-\x08\x0b-\x1f\x7f]")]
+        return [(f" cell {i}", "".join(c["source"]), r"[\x00-\x1f\x7f]" if c["cell_type"] == "markdown" else r"[\x00-\x08\x0b-\x1f\x7f]")
+                for i, c in enumerate(json.loads(f.read_text(encoding="utf-8"))["cells"])]
+    files = [*ROOT.glob("book/**/*.ipynb"), *ROOT.glob("book/**/*.md"), *ROOT.glob("scripts/**/*.py"),
+             *ROOT.glob("pseudohealthy_lib/**/*.py")]
+    bad = [f"{f.relative_to(ROOT)}{where}:{n}" for f in files for where, text, chars in texts(f)
+           for n, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1) if re.search(chars, line)]
+    assert len(files) > 30 and not bad, f"control characters at: {bad}"
