@@ -307,7 +307,7 @@ is whether the plain network was already near what FLAIR allows.
    pooled Dice on the *test* patients at that threshold. How far is it from the best threshold of
    the test patients themselves?
 2. **A different guide.** Is a smoother pseudo-healthy image a better guide? Chapter 4's
-   `upsample=resize` option removes the checkerboard. Design the experiment so that only the
+   `upsample=resize` option is the standard remedy for the checkerboard. Design the experiment so that only the
    upsampling changes, and say how you would decide.
 3. **Fair comparison.** Why does Plain UNet get $(x, x)$ rather than $x$ alone? What would a
    one-channel U-Net's result add to Table V, and what could it not tell you?
@@ -326,12 +326,10 @@ the optimistic ⌈Dice⌉; the gap between the two is what choosing on the test 
 
 ```{admonition} Solution 2
 :class: dropdown
-Train a guide with `antgan`'s own recipe plus `--set upsample=resize`
-(`python -m pseudohealthy_lib train antgan --preset cpu --set upsample=resize --out runs/antgan-smooth --export antgan-smooth`).
-The zoo's `antgan-resize` was trained with an older, shorter recipe, so using it would change the
-budget as well as the upsampling. Then run the same five folds with the new guide:
+The zoo's `antgan-resize` is that guide: `antgan`'s own recipe plus `--set upsample=resize`
+(`zoo.training_facts` shows the two side by side). Run the same five folds with it:
 `cfg = downstream.study_config("segmentation", "ANT-UNet", 0)[0]`,
-`rows = downstream.run_study("segmentation", arms=["ANT-UNet"], options={**cfg.options, "guide": "antgan-smooth"})`,
+`rows = downstream.run_study("segmentation", arms=["ANT-UNet"], options={**cfg.options, "guide": "antgan-resize"})`,
 rename their arm (`for r in rows: r["arm"] = "ANT-UNet smooth"`) and compare fold by fold with
 `downstream.paired_difference("segmentation", "dice_wt", "ANT-UNet", "ANT-UNet smooth", rows=downstream.recorded("segmentation") + rows)`.
 A difference smaller than the spread over folds is no difference.
